@@ -1,0 +1,55 @@
+# Two commands on a fresh machine with Python 3.11 and pip: `make demo` and `make test`.
+# Everything the project writes lives under $(PDM_HOME) (default .pdm/ in the repo).
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+export PDM_HOME ?= $(CURDIR)/.pdm
+export DAGSTER_HOME ?= $(PDM_HOME)/dagster
+export UV_PYTHON_DOWNLOADS := never
+export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+
+.PHONY: help install demo test lint format ui bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.installed  ## Create .venv with the locked dependencies (bootstraps uv from PyPI)
+
+demo: install  ## Install, then materialise every asset on the built-in simulator
+	$(BIN)/python -m pdm_assets.demo
+
+test: install  ## Lint, then run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: install  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ui: install  ## Dagster UI on http://127.0.0.1:3000 (same state as make demo)
+	$(BIN)/python -m pdm_assets.instance
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+bench: install  ## Benchmarks; results go to BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_features.py --update BENCHMARKS.md
+
+clean:  ## Remove the environment and all state under PDM_HOME
+	rm -rf $(VENV) $(TOOLS) $(PDM_HOME)

@@ -1,0 +1,462 @@
+"""The one feature definition, shared by the pipeline and the serving path.
+
+:func:`fit_feature_state` learns what the features need from training rows (active sensors,
+per-regime normalisation, categorical levels). :func:`compute_features` turns canonical
+telemetry into one feature row per reading, for a whole fleet at once.
+:func:`compute_window_features` is the serving path: one machine's recent readings in, the
+feature row of its latest reading out. It calls :func:`compute_features`, so the two cannot
+disagree; ``tests/code/test_feature_parity.py`` proves it on real and simulated data.
+
+Features per reading (``s`` a sensor, ``w`` a window length):
+
+* ``{s}__z``: the reading normalised by its operating regime's training mean and std
+  (per-condition normalisation; a single regime means plain standardisation);
+* ``{s}__{stat}_w{w}`` for stat in mean, std, min, max, slope, roc (rate of change) over the
+  trailing window of the normalised values (partial windows at a machine's first readings);
+* ``{a}__x__{b}_w{w}``: windowed mean of the product of two normalised sensors (co-movement);
+* ``time_since_maintenance`` where the source knows it;
+* ``regime_known``: 0 when the reading's regime was never seen in training (normalised with
+  global statistics instead);
+* ``{c}={level}``: one-hot categorical levels seen in training.
+
+This module must not import Dagster: the BentoML service imports it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pdm_core import schema
+from pdm_core.rolling import STATS, Groups, TrailingWindows
+
+_CONSTANT_RTOL = 1e-9
+_CHUNK_ROWS = 1 << 15
+_THREADS = min(4, os.cpu_count() or 1)
+
+
+class FeatureInputError(ValueError):
+    """Telemetry handed to the feature code breaks a rule (names the column and row)."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """User-facing feature settings.
+
+    Attributes:
+        windows: Trailing window lengths in readings.
+        stats: Window statistics, a subset of :data:`pdm_core.rolling.STATS`.
+        interactions: Sensor pairs for interaction features; None takes the dataset's
+            default (``DatasetInfo.extra["interactions"]``) or consecutive sensor pairs.
+        max_auto_interactions: Cap on automatically chosen pairs.
+        normalize: Normalise sensors per operating regime before windowing.
+    """
+
+    windows: tuple[int, ...] = (10, 30)
+    stats: tuple[str, ...] = STATS
+    interactions: tuple[tuple[str, str], ...] | None = None
+    max_auto_interactions: int = 4
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.windows or any(int(w) < 1 for w in self.windows):
+            raise ValueError(f"windows must be positive integers, got {self.windows}")
+        unknown = sorted(set(self.stats) - set(STATS))
+        if unknown:
+            raise ValueError(f"unknown stats {unknown}; known: {STATS}")
+
+
+@dataclass(frozen=True)
+class FeatureState:
+    """Everything needed to compute features: the config plus what was fitted on training data.
+
+    JSON-serialisable via :meth:`to_json` so that it can travel with a model to the service.
+    """
+
+    config: FeatureConfig
+    sensors: tuple[str, ...]
+    dropped_sensors: tuple[str, ...]
+    interactions: tuple[tuple[str, str], ...]
+    regime_mean: dict[str, list[float]]
+    regime_std: dict[str, list[float]]
+    global_mean: list[float]
+    global_std: list[float]
+    ordered: bool
+    use_time_since_maintenance: bool
+    categoricals: dict[str, list[str]] = field(default_factory=dict)
+    settings: tuple[str, ...] = ()
+    regime_rounding: tuple[int, ...] = ()
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Window lengths in effect (none for unordered data)."""
+        return tuple(int(w) for w in self.config.windows) if self.ordered else ()
+
+    @property
+    def window_length(self) -> int:
+        """Readings a machine needs for full windows (what the service asks for)."""
+        return max(self.windows, default=1)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Feature column names, in output order."""
+        names = [f"{s}__z" for s in self.sensors]
+        for w in self.windows:
+            names += [f"{s}__{stat}_w{w}" for stat in self.config.stats for s in self.sensors]
+            names += [f"{a}__x__{b}_w{w}" for a, b in self.interactions]
+        if self.use_time_since_maintenance:
+            names.append(schema.TIME_SINCE_MAINTENANCE)
+        names.append("regime_known")
+        for column, levels in self.categoricals.items():
+            names += [f"{column}={level}" for level in levels]
+        return names
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Input columns :func:`compute_features` needs besides machine and cycle."""
+        columns = list(self.sensors) + list(self.categoricals)
+        if self.use_time_since_maintenance:
+            columns.append(schema.TIME_SINCE_MAINTENANCE)
+        return columns
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-serialisable dict."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Returns the state as a JSON string."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureState:
+        """Rebuilds a state from :meth:`to_dict` output."""
+        raw = dict(data)
+        cfg = dict(raw.pop("config"))
+        cfg["windows"] = tuple(cfg["windows"])
+        cfg["stats"] = tuple(cfg["stats"])
+        if cfg.get("interactions") is not None:
+            cfg["interactions"] = tuple(tuple(p) for p in cfg["interactions"])
+        raw["config"] = FeatureConfig(**cfg)
+        raw["interactions"] = tuple(tuple(p) for p in raw["interactions"])
+        for key in ("sensors", "dropped_sensors", "settings", "regime_rounding"):
+            raw[key] = tuple(raw.get(key, ()))
+        return cls(**raw)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureState:
+        """Rebuilds a state from :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+
+def _choose_interactions(
+    config: FeatureConfig, info: schema.DatasetInfo, sensors: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    if config.interactions is not None:
+        pairs = tuple(tuple(p) for p in config.interactions)
+        missing = sorted({s for p in pairs for s in p} - set(sensors))
+        if missing:
+            raise ValueError(f"interaction pairs name sensors that are not active: {missing}")
+        return pairs  # type: ignore[return-value]
+    default = info.extra.get("interactions")
+    if default:
+        return tuple((a, b) for a, b in default if a in sensors and b in sensors)
+    pairs = tuple(itertools.pairwise(sensors))
+    return pairs[: config.max_auto_interactions]
+
+
+def fit_feature_state(
+    frame: pd.DataFrame,
+    info: schema.DatasetInfo,
+    config: FeatureConfig | None = None,
+    train_mask: np.ndarray | pd.Series | None = None,
+) -> FeatureState:
+    """Fits the feature definition on training rows.
+
+    Sensors that are constant over the training rows carry no information and are dropped
+    (listed in ``dropped_sensors``). Normalisation statistics are computed per regime; a regime
+    with fewer than two training rows or zero spread falls back to the global statistics.
+
+    Args:
+        frame: Canonical telemetry frame.
+        info: Column roles of ``frame``.
+        config: Feature settings; defaults to :class:`FeatureConfig()`.
+        train_mask: Boolean mask of training rows; all rows when None.
+
+    Returns:
+        The fitted state.
+    """
+    config = config or FeatureConfig()
+    train = frame if train_mask is None else frame.loc[np.asarray(train_mask, dtype=bool)]
+    if train.empty:
+        raise FeatureInputError("no training rows to fit the features on")
+    _check_columns(train, info.sensors, "training telemetry")
+    values = train[list(info.sensors)].to_numpy(dtype=np.float64)
+    mean = values.mean(axis=0)
+    std = values.std(axis=0)
+    constant = std <= _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean))
+    sensors = tuple(s for s, c in zip(info.sensors, constant, strict=True) if not c)
+    dropped = tuple(s for s, c in zip(info.sensors, constant, strict=True) if c)
+    if not sensors:
+        raise FeatureInputError(f"every sensor is constant in the training rows: {info.sensors}")
+    keep = ~constant
+    global_mean, global_std = mean[keep], std[keep]
+
+    regime_mean: dict[str, list[float]] = {}
+    regime_std: dict[str, list[float]] = {}
+    if config.normalize:
+        regimes = train[schema.REGIME].astype(str).to_numpy()
+        for regime in sorted(set(regimes)):
+            rows = values[regimes == regime][:, keep]
+            r_mean = rows.mean(axis=0)
+            r_std = rows.std(axis=0) if rows.shape[0] > 1 else global_std
+            flat = r_std <= _CONSTANT_RTOL * np.maximum(1.0, np.abs(r_mean))
+            r_std = np.where(flat, global_std, r_std)
+            regime_mean[regime] = r_mean.tolist()
+            regime_std[regime] = r_std.tolist()
+
+    tsm = frame.get(schema.TIME_SINCE_MAINTENANCE)
+    use_tsm = tsm is not None and bool(np.isfinite(tsm.to_numpy(dtype=np.float64)).all())
+    categoricals = {c: sorted(train[c].astype(str).unique().tolist()) for c in info.categoricals}
+    return FeatureState(
+        config=config,
+        sensors=sensors,
+        dropped_sensors=dropped,
+        interactions=_choose_interactions(config, info, sensors),
+        regime_mean=regime_mean,
+        regime_std=regime_std,
+        global_mean=global_mean.tolist(),
+        global_std=np.where(global_std > 0, global_std, 1.0).tolist(),
+        ordered=info.ordered,
+        use_time_since_maintenance=use_tsm,
+        categoricals=categoricals,
+        settings=info.settings,
+        regime_rounding=info.regime_rounding,
+    )
+
+
+def _check_columns(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FeatureInputError(f"{what} lacks column(s) {missing}")
+
+
+def _raise_non_finite(frame: pd.DataFrame, values: np.ndarray, columns: list[str]) -> None:
+    """Raises for the first NaN/inf in ``values`` (shape rows x columns)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        machine = frame[schema.MACHINE].iloc[row]
+        cycle = frame[schema.CYCLE].iloc[row]
+        raise FeatureInputError(
+            f"column '{columns[col]}' has a non-finite value ({values[row, col]}) at "
+            f"machine_id={machine}, cycle={cycle}; {int(bad.sum())} such value(s) in total"
+        )
+
+
+def regimes_of(frame: pd.DataFrame, state: FeatureState) -> pd.Series:
+    """Returns each row's regime label, deriving it from settings where the state says so."""
+    if schema.REGIME in frame.columns:
+        return frame[schema.REGIME]
+    if state.regime_rounding:
+        _check_columns(frame, state.settings, "telemetry")
+        return schema.regime_from_settings(frame[list(state.settings)], state.regime_rounding)
+    return pd.Series(schema.NO_REGIME, index=frame.index)
+
+
+def _regime_codes(frame: pd.DataFrame, state: FeatureState) -> tuple[np.ndarray, int]:
+    """Codes into ``sorted(state.regime_mean)``; unseen regimes get the extra last code."""
+    names = sorted(state.regime_mean)
+    regimes = regimes_of(frame, state)
+    if isinstance(regimes.dtype, pd.CategoricalDtype):
+        codes, uniques = regimes.cat.codes.to_numpy(), regimes.cat.categories.astype(str)
+    else:
+        codes, uniques = pd.factorize(regimes.astype(str), sort=False)
+    lookup = {name: i for i, name in enumerate(names)}
+    mapping = np.array([lookup.get(u, len(names)) for u in uniques] + [len(names)])
+    return mapping[codes], len(names)
+
+
+def normalize(frame: pd.DataFrame, state: FeatureState) -> tuple[np.ndarray, np.ndarray]:
+    """Normalises the active sensors per regime.
+
+    Args:
+        frame: Telemetry with the state's sensor columns (and regime or settings).
+        state: Fitted feature state.
+
+    Returns:
+        ``(z, known)``: channels-first normalised values of shape (sensors, rows) and a
+        boolean array that is False where the row's regime was unseen in training (global
+        statistics were used instead).
+    """
+    columns = list(state.sensors)
+    z = np.empty((len(columns), len(frame)), dtype=np.float64)
+    for i, column in enumerate(columns):
+        z[i] = frame[column].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(z)
+    if bad.any():
+        _raise_non_finite(frame, z.T, columns)
+    if not state.config.normalize:
+        return z, np.ones(len(frame), dtype=bool)
+    codes, unseen = _regime_codes(frame, state)
+    names = sorted(state.regime_mean)
+    means = np.vstack([*(state.regime_mean[r] for r in names), state.global_mean])
+    stds = np.vstack([*(state.regime_std[r] for r in names), state.global_std])
+    for i in range(len(columns)):
+        z[i] -= means[codes, i]
+        z[i] /= stds[codes, i]
+    return z, codes != unseen
+
+
+def _group_codes(frame: pd.DataFrame) -> np.ndarray:
+    machines = frame[schema.MACHINE]
+    if isinstance(machines.dtype, pd.CategoricalDtype):
+        return machines.cat.codes.to_numpy(dtype=np.int64)
+    return pd.factorize(machines, sort=False)[0].astype(np.int64)
+
+
+def _ensure_sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """Returns rows grouped by machine in ascending cycle order; rejects duplicate keys."""
+    codes = _group_codes(frame)
+    cycles = frame[schema.CYCLE].to_numpy(dtype=np.int64)
+    same = codes[1:] == codes[:-1]
+    runs = int(np.count_nonzero(~same)) + (1 if len(codes) else 0)
+    grouped = runs == (int(codes.max()) + 1 if len(codes) else 0)
+    if grouped and np.all(np.diff(cycles)[same] > 0):
+        return frame
+    ordered = frame.sort_values([schema.MACHINE, schema.CYCLE], kind="stable")
+    dup = ordered.duplicated([schema.MACHINE, schema.CYCLE])
+    if dup.any():
+        row = ordered[dup].iloc[0]
+        raise FeatureInputError(
+            f"duplicate reading for machine_id={row[schema.MACHINE]}, cycle={row[schema.CYCLE]}"
+        )
+    return ordered.reset_index(drop=True)
+
+
+def _window_features(z: np.ndarray, codes: np.ndarray, state: FeatureState) -> np.ndarray:
+    """Normalised values, window statistics and interactions for a run of rows.
+
+    Args:
+        z: Channels-first normalised sensors, shape (sensors, rows).
+        codes: Machine code per row (rows grouped by machine).
+        state: Fitted feature state.
+
+    Returns:
+        Channels-first array in ``state.feature_names`` order, up to the interactions.
+    """
+    groups = Groups.from_codes(codes)
+    k = len(state.sensors)
+    index = {s: i for i, s in enumerate(state.sensors)}
+    pairs = state.interactions
+    products = np.stack([z[index[a]] * z[index[b]] for a, b in pairs]) if pairs else None
+    width = k * (1 + len(state.windows) * len(state.config.stats)) + len(state.windows) * len(pairs)
+    out = np.empty((width, z.shape[1]), dtype=np.float64)
+    out[:k] = z
+    at = k
+    for w in state.windows:
+        windows = TrailingWindows(groups, w)
+        stats = windows.stats(z, state.config.stats)
+        for name in state.config.stats:
+            out[at : at + k] = stats.pop(name)
+            at += k
+        if products is not None:
+            out[at : at + len(pairs)] = windows.mean(products)
+            at += len(pairs)
+    return out
+
+
+def compute_features(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
+    """Computes the feature row of every reading.
+
+    Args:
+        frame: Canonical telemetry (any number of machines). Rows need not be sorted; the
+            output is in (machine_id, cycle) order.
+        state: Fitted feature state.
+
+    Returns:
+        Frame with ``machine_id``, ``cycle`` and the float64 columns named by
+        ``state.feature_names``.
+
+    Raises:
+        FeatureInputError: A required column is missing, a value is NaN or infinite, or a
+            (machine_id, cycle) key repeats.
+    """
+    _check_columns(frame, [schema.MACHINE, schema.CYCLE, *state.required_columns], "telemetry")
+    frame = _ensure_sorted(frame)
+    n = len(frame)
+    names = state.feature_names
+    # Channels-first result: one contiguous row per feature, wrapped by pandas without a copy.
+    matrix = np.empty((len(names), n), dtype=np.float64)
+    z, known = normalize(frame, state)
+    codes = _group_codes(frame)
+    # Rows are processed in chunks that fit in cache; each chunk carries the window_length - 1
+    # rows before it as history, so results do not depend on where chunks are cut.
+    halo = state.window_length - 1
+
+    def fill(lo: int) -> None:
+        hi = min(lo + _CHUNK_ROWS, n)
+        first = max(lo - halo, 0)
+        block = _window_features(z[:, first:hi], codes[first:hi], state)
+        matrix[: block.shape[0], lo:hi] = block[:, lo - first :]
+
+    starts = range(0, n, _CHUNK_ROWS)
+    if len(starts) > 1 and _THREADS > 1:
+        # numpy and scipy release the GIL in these loops, so threads use every core.
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            list(pool.map(fill, starts))
+    else:
+        for lo in starts:
+            fill(lo)
+    at = len(state.sensors) * (1 + len(state.windows) * len(state.config.stats))
+    at += len(state.windows) * len(state.interactions)
+    if state.use_time_since_maintenance:
+        tsm = frame[schema.TIME_SINCE_MAINTENANCE].to_numpy(dtype=np.float64)
+        if not np.isfinite(tsm).all():
+            _raise_non_finite(frame, tsm[:, None], [schema.TIME_SINCE_MAINTENANCE])
+        matrix[at] = tsm
+        at += 1
+    matrix[at] = known
+    at += 1
+    for column, levels in state.categoricals.items():
+        observed = frame[column].astype(str).to_numpy()
+        for level in levels:
+            matrix[at] = observed == level
+            at += 1
+    features = pd.DataFrame(matrix.T, columns=names, copy=False)
+    features.insert(0, schema.CYCLE, frame[schema.CYCLE].to_numpy(dtype=np.int64))
+    features.insert(0, schema.MACHINE, frame[schema.MACHINE].array)
+    return features
+
+
+def compute_window_features(readings: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
+    """Serving path: the feature row of one machine's latest reading.
+
+    Args:
+        readings: One machine's recent readings (canonical column names), at least
+            ``state.window_length`` of them.
+        state: Fitted feature state.
+
+    Returns:
+        A one-row frame, equal to the pipeline's row for that machine and cycle whenever the
+        pipeline had at least ``state.window_length`` readings of history there.
+
+    Raises:
+        FeatureInputError: More than one machine, too few readings, or bad values.
+    """
+    if schema.MACHINE not in readings.columns:
+        raise FeatureInputError(f"readings lack column '{schema.MACHINE}'")
+    machines = pd.unique(readings[schema.MACHINE])
+    if len(machines) != 1:
+        raise FeatureInputError(f"expected readings of one machine, got {len(machines)}")
+    if len(readings) < state.window_length:
+        raise FeatureInputError(
+            f"need at least {state.window_length} readings for full windows, got {len(readings)}"
+        )
+    return compute_features(readings, state).iloc[[-1]].reset_index(drop=True)

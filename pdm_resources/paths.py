@@ -1,0 +1,37 @@
+"""Where the embedded default keeps its state: everything under one ``PDM_HOME``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pdm_home() -> Path:
+    """Returns ``$PDM_HOME`` (default ``.pdm/`` in the repository), created if needed."""
+    home = Path(os.environ.get("PDM_HOME", REPO_ROOT / ".pdm")).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def warehouse_path() -> Path:
+    """DuckDB warehouse file."""
+    return pdm_home() / "warehouse.duckdb"
+
+
+def dagster_home() -> Path:
+    """Dagster instance directory (runs, event logs, schedules)."""
+    path = pdm_home() / "dagster"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def storage_dir() -> Path:
+    """Directory of the filesystem IO manager (non-table asset values)."""
+    return pdm_home() / "storage"
+
+
+def artifacts_dir() -> Path:
+    """Directory of files the pipeline writes for people (quarantine, reports)."""
+    return pdm_home() / "artifacts"

@@ -1,0 +1,173 @@
+"""Parity proof of the one feature definition: serving window path == pipeline row.
+
+For chosen (machine, cycle) pairs of a simulated fleet and of the real C-MAPSS FD001 data,
+``compute_window_features`` on the last N readings of the machine up to that cycle must give
+the pipeline's row of ``compute_features`` on the whole fleet, within 1e-9, for N equal to the
+state's window length and for a longer history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pdm_core import schema
+from pdm_core.features import (
+    FeatureInputError,
+    FeatureState,
+    compute_features,
+    compute_window_features,
+    fit_feature_state,
+)
+from pdm_core.loaders import load_cmapss
+from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
+
+EXTRA_HISTORY = 17
+
+
+@dataclass
+class Case:
+    """A fleet, its fitted state, its pipeline features and the (machine, cycle) pairs to check."""
+
+    name: str
+    frame: pd.DataFrame
+    state: FeatureState
+    pipeline: pd.DataFrame
+    keys: list[tuple[str, int, str]]  # machine, cycle, why it was chosen
+
+
+def choose_keys(frame: pd.DataFrame, state: FeatureState, machines: list[str]) -> list:
+    """Last reading, first reading with enough history and a random one, per machine."""
+    need = state.window_length + EXTRA_HISTORY
+    rng = np.random.default_rng(0)
+    keys = []
+    for machine in machines:
+        cycles = frame.loc[frame[schema.MACHINE].astype(str) == machine, schema.CYCLE].to_numpy()
+        if cycles.size < need:
+            continue
+        keys.append((machine, int(cycles[-1]), "last reading"))
+        keys.append((machine, int(cycles[need - 1]), "first reading with enough history"))
+        keys.append((machine, int(cycles[rng.integers(need - 1, cycles.size)]), "random"))
+    return keys
+
+
+def simulated_case() -> Case:
+    config = SimulatorConfig(n_machines=8, n_steps=400, seed=17, maintenance_probability=0.5)
+    frame = simulate(config)
+    state = fit_feature_state(
+        frame, dataset_info(config), train_mask=frame[schema.MACHINE].cat.codes < 6
+    )
+    machines = frame[schema.MACHINE].astype(str).unique().tolist()
+    keys = choose_keys(frame, state, machines)
+    # Readings right after a maintenance reset (time since maintenance back to 0 while the
+    # component still had more than `horizon` steps to live) and right after a failure.
+    machine = frame[schema.MACHINE].astype(str).to_numpy()
+    tsm = frame[schema.TIME_SINCE_MAINTENANCE].to_numpy()
+    rul = frame[schema.RUL].to_numpy()
+    position = frame.groupby(schema.MACHINE, observed=True).cumcount().to_numpy()
+    reset = np.flatnonzero(
+        (tsm == 0) & (position >= state.window_length + EXTRA_HISTORY - 1) & (position > 0)
+    )
+    after_maintenance = [i for i in reset if rul[i - 1] > config.horizon]
+    after_failure = [i for i in reset if rul[i - 1] == 0]
+    assert after_maintenance and after_failure, "fleet lacks maintenance or failure resets"
+    for i in after_maintenance[:3]:
+        keys.append((machine[i], int(frame[schema.CYCLE].iat[i]), "after maintenance"))
+    for i in after_failure[:2]:
+        keys.append((machine[i], int(frame[schema.CYCLE].iat[i]), "after failure"))
+    return Case("simulator", frame, state, compute_features(frame, state), keys)
+
+
+def cmapss_case(directory) -> Case:
+    result = load_cmapss(directory)
+    frame = result.frame
+    train = (frame[schema.SOURCE_SPLIT] == "train").to_numpy()
+    state = fit_feature_state(frame, result.info, train_mask=train)
+    assert state.window_length == 30 and state.dropped_sensors, "FD001 has constant sensors"
+    machines = frame[schema.MACHINE].unique().tolist()
+    chosen = [m for m in machines if "_train_" in m][:6] + [m for m in machines if "_test_" in m][
+        :6
+    ]
+    keys = choose_keys(frame, state, chosen)
+    assert any("_test_" in m for m, _, _ in keys), "no test engine has enough history"
+    return Case("cmapss/FD001", frame, state, compute_features(frame, state), keys)
+
+
+@pytest.fixture(scope="module", params=["simulator", "cmapss"])
+def case(request: pytest.FixtureRequest) -> Case:
+    if request.param == "simulator":
+        return simulated_case()
+    return cmapss_case(request.getfixturevalue("cmapss_dir"))
+
+
+def readings_up_to(frame: pd.DataFrame, machine: str, cycle: int, n: int) -> pd.DataFrame:
+    rows = frame[(frame[schema.MACHINE].astype(str) == machine) & (frame[schema.CYCLE] <= cycle)]
+    assert len(rows) >= n, f"{machine} has only {len(rows)} readings up to cycle {cycle}"
+    return rows.iloc[-n:]
+
+
+def pipeline_row(case: Case, machine: str, cycle: int) -> pd.DataFrame:
+    pipeline = case.pipeline
+    hit = (pipeline[schema.MACHINE].astype(str) == machine) & (pipeline[schema.CYCLE] == cycle)
+    assert hit.sum() == 1
+    return pipeline[hit]
+
+
+def assert_row_equal(served: pd.DataFrame, expected: pd.DataFrame, what: str) -> None:
+    assert list(served.columns) == list(expected.columns), what
+    assert len(served) == 1, what
+    assert str(served[schema.MACHINE].iat[0]) == str(expected[schema.MACHINE].iat[0]), what
+    assert int(served[schema.CYCLE].iat[0]) == int(expected[schema.CYCLE].iat[0]), what
+    got = served.iloc[0, 2:].to_numpy(dtype=np.float64)
+    want = expected.iloc[0, 2:].to_numpy(dtype=np.float64)
+    diff = np.abs(got - want)
+    worst = int(np.argmax(diff))
+    assert diff[worst] <= 1e-9, (
+        f"{what}: column {served.columns[2 + worst]} differs by {diff[worst]:.3e} "
+        f"(served {got[worst]!r}, pipeline {want[worst]!r})"
+    )
+
+
+@pytest.mark.parametrize("extra", [0, EXTRA_HISTORY])
+def test_window_path_equals_pipeline_row(case: Case, extra: int) -> None:
+    n = case.state.window_length + extra
+    assert len(case.keys) >= 10
+    for machine, cycle, why in case.keys:
+        readings = readings_up_to(case.frame, machine, cycle, n)
+        served = compute_window_features(readings, case.state)
+        what = f"{case.name} {machine} cycle {cycle} ({why}), {n} readings"
+        assert_row_equal(served, pipeline_row(case, machine, cycle), what)
+
+
+def test_window_path_accepts_unsorted_plain_readings(case: Case) -> None:
+    # What a service receives: plain strings rather than categoricals, in any order.
+    n = case.state.window_length + EXTRA_HISTORY
+    for machine, cycle, why in case.keys[:6]:
+        readings = readings_up_to(case.frame, machine, cycle, n)
+        plain = readings.astype({schema.MACHINE: str, schema.REGIME: str})
+        plain = plain.sample(frac=1.0, random_state=1).reset_index(drop=True)
+        served = compute_window_features(plain, case.state)
+        what = f"{case.name} {machine} cycle {cycle} ({why}), shuffled"
+        assert_row_equal(served, pipeline_row(case, machine, cycle), what)
+
+
+def test_window_path_refuses_short_history(case: Case) -> None:
+    machine, cycle, _ = case.keys[0]
+    too_few = readings_up_to(case.frame, machine, cycle, case.state.window_length - 1)
+    with pytest.raises(FeatureInputError, match=f"at least {case.state.window_length}"):
+        compute_window_features(too_few, case.state)
+
+
+def test_window_path_refuses_two_machines(case: Case) -> None:
+    machines = list(dict.fromkeys(m for m, _, _ in case.keys))
+    assert len(machines) >= 2
+    n = case.state.window_length
+    first = readings_up_to(case.frame, machines[0], 10**9, n)
+    second = readings_up_to(case.frame, machines[1], 10**9, n)
+    with pytest.raises(FeatureInputError, match="one machine"):
+        compute_window_features(pd.concat([first, second]), case.state)
+    with pytest.raises(FeatureInputError, match="machine_id"):
+        compute_window_features(first.drop(columns=schema.MACHINE), case.state)
