@@ -57,6 +57,8 @@ def summarize(result: Any, expected: set[str], source: str, elapsed: float) -> t
         features = _value(md, "features")
         if features is not None:
             detail += f"{', ' if detail else ''}{features} features"
+        if key == "dataset_info":
+            detail = f"{_value(md, 'name')}: {_value(md, 'sensors')} sensors"
         if key == "raw_telemetry":
             detail += f", {_value(md, 'machines')} machines, {_value(md, 'rows_rejected')} rejected"
         if key == "training_set":
