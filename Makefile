@@ -13,7 +13,7 @@ export DAGSTER_HOME ?= $(PDM_HOME)/dagster
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help install demo test lint format ui bench clean
+.PHONY: help install demo test lint format ui mlflow-ui rollback bench bench-cmapss clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,8 +48,21 @@ ui: install  ## Dagster UI on http://127.0.0.1:3000 (same state as make demo)
 	$(BIN)/python -m pdm_assets.instance
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
-bench: install  ## Benchmarks; results go to BENCHMARKS.md
+mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 over $(PDM_HOME)/mlflow
+	mkdir -p $(PDM_HOME)/mlflow
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PDM_HOME)/mlflow/mlflow.db \
+		--default-artifact-root file://$(PDM_HOME)/mlflow/artifacts -h 127.0.0.1 -p 5000
+
+rollback: install  ## Point the champion alias at VERSION (make rollback VERSION=3)
+	@test -n "$(VERSION)" || { echo "usage: make rollback VERSION=<n>"; \
+		$(BIN)/python -m pdm_assets.rollback --list; exit 2; }
+	$(BIN)/python -m pdm_assets.rollback --to $(VERSION)
+
+bench: install  ## Feature/simulator throughput; results go to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_features.py --update BENCHMARKS.md
+
+bench-cmapss: install  ## Model quality on real C-MAPSS FD001 over 3 seeds (BENCHMARKS.md)
+	$(BIN)/python benchmarks/bench_cmapss.py --subset FD001 --seeds 1 2 3 --update BENCHMARKS.md
 
 clean:  ## Remove the environment and all state under PDM_HOME
 	rm -rf $(VENV) $(TOOLS) $(PDM_HOME)

@@ -181,6 +181,7 @@ def dataset_info(config: SimulatorConfig) -> schema.DatasetInfo:
             "drift_active": config.drift.active,
             "interactions": [list(pair) for pair in DEFAULT_INTERACTIONS],
             "sensor_ranges": {name: list(bounds) for name, bounds in SENSOR_RANGES.items()},
+            "readings_per_day": 24 * 60 / config.interval_minutes,
         },
     )
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from pdm_assets import features, telemetry
 from pdm_core.simulator import SimulatorConfig, simulate
 from pdm_resources.artifacts import LocalArtifactStore
 from pdm_resources.telemetry_source import TelemetrySource
+from pdm_resources.warehouse import WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = dg.load_assets_from_modules([telemetry, features])
@@ -33,7 +33,7 @@ def resources(tmp_path: Path, source: TelemetrySource) -> dict[str, object]:
     tmp_path.mkdir(parents=True, exist_ok=True)  # DuckDB retries for minutes on a missing dir
     return {
         "telemetry_source": source,
-        "warehouse_io_manager": DuckDBPandasIOManager(
+        "warehouse_io_manager": WarehouseIOManager(
             database=str(tmp_path / "warehouse.duckdb"), schema="pdm"
         ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
@@ -198,20 +198,46 @@ def test_demo_cli_persists_runs_in_pdm_home(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "PDM_HOME": str(tmp_path / "home"),
-        "PDM_SIM_MACHINES": "12",
-        "PDM_SIM_STEPS": "900",
+        "PDM_SIM_MACHINES": "16",
+        "PDM_SIM_STEPS": "1200",
     }
     env.pop("DAGSTER_HOME", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
     run = subprocess.run(
         [sys.executable, "-m", "pdm_assets.demo"],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "6/6 materialised" in run.stdout
-    assert "11 passed, 0 failed" in run.stdout
+    from pdm_assets.definitions import defs
+
+    total = len(list(defs.resolve_all_asset_keys()))
+    assert f"{total}/{total} materialised" in run.stdout
+    assert "0 failed" in run.stdout
     home = tmp_path / "home"
     assert (home / "warehouse.duckdb").exists()
+    assert (home / "mlflow" / "mlflow.db").exists()
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        for key in EXPECTED_ASSETS:
+        for key in EXPECTED_ASSETS | {"champion_model", "fleet_health"}:
             event = instance.get_latest_materialization_event(dg.AssetKey(key))
             assert event is not None, key
+
+
+def test_changing_feature_windows_replaces_the_tables(tmp_path: Path) -> None:
+    source = TelemetrySource(sim_machines=12, sim_steps=900)
+    first = materialize(tmp_path, source)
+    assert first.success
+    narrower = dg.materialize(
+        ASSETS,
+        resources=resources(tmp_path, source),
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"feature_state": {"config": {"windows": [5], "stats": ["mean"]}}}},
+        raise_on_error=False,
+    )
+    assert narrower.success
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        columns = [r[0] for r in con.execute("describe pdm.telemetry_features").fetchall()]
+        rows = con.execute("select count(*) from pdm.telemetry_features").fetchone()[0]
+    assert "vibration__mean_w5" in columns and "vibration__mean_w30" not in columns
+    assert rows == 12 * 900

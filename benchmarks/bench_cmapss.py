@@ -1,0 +1,139 @@
+"""Model quality on real NASA C-MAPSS through the pipeline's own assets, over several seeds.
+
+Usage::
+
+    python benchmarks/bench_cmapss.py --subset FD001 --seeds 1 2 3 --update BENCHMARKS.md
+
+Each seed materialises the whole asset graph (``dg.materialize`` with the C-MAPSS source and a
+fresh temporary PDM_HOME), then reads the test metrics of every candidate from
+``model_evaluation`` (RUL at each test engine's last cycle, truth capped like the target at
+125) and each training step's duration from the Dagster instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+START = "<!-- bench:cmapss:{subset}:start -->"
+END = "<!-- bench:cmapss:{subset}:end -->"
+TRAINING_STEPS = (
+    "risk_classifier_keras",
+    "risk_classifier_sklearn",
+    "rul_regressor_keras",
+    "rul_regressor_sklearn",
+    "anomaly_detector_keras",
+)
+
+
+def run_seed(data_dir: Path, subset: str, seed: int) -> tuple[dict, dict[str, float], float]:
+    """Materialises the graph for one seed; returns evaluation, step seconds, wall seconds."""
+    home = Path(tempfile.mkdtemp(prefix=f"pdm-bench-{subset}-{seed}-"))
+    os.environ["PDM_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    import dagster as dg
+
+    from pdm_assets import definitions
+
+    resources = definitions.build_resources()
+    resources["telemetry_source"] = definitions.TelemetrySource(
+        source="cmapss", cmapss_dir=str(data_dir), cmapss_subset=subset
+    )
+    assets = list(definitions.defs.assets or [])
+    config = {"ops": {name: {"config": {"seed": seed}} for name in TRAINING_STEPS}}
+    started = time.perf_counter()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(assets, resources=resources, instance=instance, run_config=config)
+        wall = time.perf_counter() - started
+        steps = {
+            s.step_key: (s.end_time or 0) - (s.start_time or 0)
+            for s in instance.get_run_step_stats(result.run_id)
+        }
+    return result.output_for_node("model_evaluation"), steps, wall
+
+
+def summarise(values: list[float]) -> str:
+    """``mean ± sd``."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cmapss")
+    parser.add_argument("--subset", default="FD001")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--update", type=Path)
+    args = parser.parse_args()
+
+    rows: dict[str, dict[str, list[float]]] = {}
+    times: dict[str, list[float]] = {}
+    walls = []
+    for seed in args.seeds:
+        evaluation, steps, wall = run_seed(args.data, args.subset, seed)
+        walls.append(wall)
+        for name, result in evaluation.items():
+            for metric, value in result.get("test", {}).items():
+                rows.setdefault(name, {}).setdefault(metric, []).append(value)
+        for step in TRAINING_STEPS:
+            times.setdefault(step, []).append(steps.get(step, float("nan")))
+        print(f"seed {seed}: wall {wall:.0f}s", {n: r["test"] for n, r in evaluation.items()})
+
+    lines = [
+        START.format(subset=args.subset),
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python benchmarks/bench_cmapss.py"
+        f" --subset {args.subset} --seeds {' '.join(map(str, args.seeds))}` on {os.cpu_count()}"
+        " CPU cores (no GPU). Whole asset graph per seed, default hyperparameters. RUL scored at"
+        " each test engine's last cycle against the true RUL capped at 125 (the target's cap).",
+        "",
+        "| candidate | test RMSE | test NASA score | test MAE | train seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("rul_regressor_keras", "rul_regressor_sklearn"):
+        if name in rows:
+            r = rows[name]
+            lines.append(
+                f"| {name} | {summarise(r['rmse'])} | {summarise(r['nasa_score'])} | "
+                f"{summarise(r['mae'])} | {summarise(times[name])} |"
+            )
+    lines += ["", "| candidate | test PR-AUC | test ROC-AUC | test F1 | train seconds |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for name in ("risk_classifier_keras", "risk_classifier_sklearn"):
+        if name in rows:
+            r = rows[name]
+            lines.append(
+                f"| {name} | {summarise(r['pr_auc'])} | {summarise(r['roc_auc'])} | "
+                f"{summarise(r['f1'])} | {summarise(times[name])} |"
+            )
+    lines += [
+        "",
+        f"Whole graph per seed (load, features, 5 candidates, evaluation, promotion, fleet "
+        f"health): {summarise(walls)} s. Means ± sample standard deviation over "
+        f"{len(args.seeds)} seeds.",
+        END.format(subset=args.subset),
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.update:
+        text = args.update.read_text() if args.update.exists() else "# Benchmarks\n"
+        start, end = START.format(subset=args.subset), END.format(subset=args.subset)
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        found = pattern.search(text)
+        text = pattern.sub(report, text) if found else text.rstrip() + "\n\n" + report
+        args.update.write_text(text.rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    main()

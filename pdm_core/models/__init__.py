@@ -1,0 +1,1 @@
+"""Model training and the champion bundle (Dagster-free; TensorFlow is imported lazily)."""

@@ -1,0 +1,141 @@
+"""The fleet model: feature definition + risk classifier + RUL regressor + anomaly detector.
+
+This is what the registry's ``champion`` alias points to and what the service will load. It is
+a directory (``bundle.json``, ``feature_state.json`` and one sub-directory per component),
+logged to MLflow as a pyfunc model whose input is feature rows.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pdm_core.features import FeatureState
+from pdm_core.models.trained import TrainedModel
+
+RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+COMPONENTS = ("risk_classifier", "rul_regressor", "anomaly_detector")
+OUTPUT_COLUMNS = ("failure_probability", "risk_level", "rul", "anomaly_score", "anomaly_alert")
+
+
+@dataclass(frozen=True)
+class RiskThresholds:
+    """Probability cut-offs between LOW | MEDIUM | HIGH | CRITICAL."""
+
+    medium: float = 0.2
+    high: float = 0.5
+    critical: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.medium < self.high < self.critical < 1.0:
+            raise ValueError(
+                f"risk thresholds must satisfy 0 < medium < high < critical < 1: {self}"
+            )
+
+    def level(self, probability: np.ndarray) -> np.ndarray:
+        """Risk level per probability."""
+        edges = np.array([self.medium, self.high, self.critical])
+        return np.array(RISK_LEVELS, dtype=object)[np.searchsorted(edges, probability, "right")]
+
+
+@dataclass
+class FleetModel:
+    """The three components and the feature definition they were trained on."""
+
+    feature_state: FeatureState
+    components: dict[str, TrainedModel]
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in ("risk_classifier",) if c not in self.components]
+        if missing:
+            raise ValueError(f"a fleet model needs components {missing}")
+
+    @property
+    def features(self) -> list[str]:
+        """Feature columns the components read."""
+        return self.components["risk_classifier"].features
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Scores feature rows (output of ``compute_features``).
+
+        Returns:
+            One row per input row with :data:`OUTPUT_COLUMNS` (``rul`` and anomaly columns are
+            NaN / False when the bundle has no such component).
+        """
+        missing = [c for c in self.features if c not in features.columns]
+        if missing:
+            raise ValueError(f"feature rows lack {len(missing)} column(s), e.g. {missing[:5]}")
+        X = features[self.features].to_numpy(dtype=np.float32)
+        probability = self.components["risk_classifier"].predict(X)
+        n = len(X)
+        rul = (
+            self.components["rul_regressor"].predict(X)
+            if "rul_regressor" in self.components
+            else np.full(n, np.nan)
+        )
+        detector = self.components.get("anomaly_detector")
+        score = detector.predict(X) if detector else np.full(n, np.nan)
+        alert = score > detector.extra["threshold"] if detector else np.zeros(n, dtype=bool)
+        return pd.DataFrame(
+            {
+                "failure_probability": probability,
+                "risk_level": self.thresholds.level(probability),
+                "rul": rul,
+                "anomaly_score": score,
+                "anomaly_alert": alert,
+            }
+        )
+
+    def save(self, directory: Path) -> Path:
+        """Writes the bundle directory (replacing an existing one)."""
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        (directory / "feature_state.json").write_text(self.feature_state.to_json())
+        meta = {
+            "components": sorted(self.components),
+            "thresholds": self.thresholds.__dict__,
+            "info": self.info,
+        }
+        (directory / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
+        for kind, component in self.components.items():
+            component.save(directory / kind)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> FleetModel:
+        """Reads a bundle written by :meth:`save`."""
+        directory = Path(directory)
+        meta = json.loads((directory / "bundle.json").read_text())
+        return cls(
+            feature_state=FeatureState.from_json((directory / "feature_state.json").read_text()),
+            components={k: TrainedModel.load(directory / k) for k in meta["components"]},
+            thresholds=RiskThresholds(**meta["thresholds"]),
+            info=meta.get("info", {}),
+        )
+
+
+def pyfunc_model() -> Any:
+    """Returns the MLflow ``PythonModel`` wrapper class (mlflow imported lazily)."""
+    import mlflow.pyfunc
+
+    class FleetPyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow wrapper: feature rows in, risk/RUL/anomaly out."""
+
+        def load_context(self, context: Any) -> None:
+            self.model = FleetModel.load(Path(context.artifacts["bundle"]))
+
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: Any = None
+        ) -> pd.DataFrame:
+            return self.model.predict(model_input)
+
+    return FleetPyfunc()

@@ -1,0 +1,78 @@
+"""MLflow tracking and registry: local SQLite + files by default, any tracking URI in prod.
+
+Local default: ``sqlite:///$PDM_HOME/mlflow/mlflow.db`` with artifacts under
+``$PDM_HOME/mlflow/artifacts`` (no server). Production: set ``MLFLOW_TRACKING_URI`` (e.g. a
+tracking server backed by PostgreSQL and S3) and, if needed, ``PDM_MLFLOW_ARTIFACTS``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from pdm_resources import paths
+
+FLEET_MODEL = "pdm-fleet-model"
+CHAMPION = "champion"
+
+
+def default_tracking_uri() -> str:
+    """SQLite store under ``$PDM_HOME/mlflow``."""
+    directory = paths.pdm_home() / "mlflow"
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def default_artifact_location() -> str:
+    """Artifact root under ``$PDM_HOME/mlflow/artifacts``."""
+    return (paths.pdm_home() / "mlflow" / "artifacts").as_uri()
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """Where runs and registered models go.
+
+    Attributes:
+        tracking_uri: MLflow tracking URI.
+        artifact_location: Artifact root of the experiment (used when it is created).
+        experiment: Experiment name.
+        registered_model: Registry name of the fleet model (the champion bundle).
+    """
+
+    tracking_uri: str
+    artifact_location: str = ""
+    experiment: str = "pdm-platform"
+    registered_model: str = FLEET_MODEL
+
+    @classmethod
+    def from_env(cls) -> MlflowTracking:
+        """Builds the resource from ``MLFLOW_TRACKING_URI`` / ``PDM_MLFLOW_ARTIFACTS``."""
+        return cls(
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", default_tracking_uri()),
+            artifact_location=os.environ.get("PDM_MLFLOW_ARTIFACTS", default_artifact_location()),
+        )
+
+    def activate(self) -> str:
+        """Points the mlflow module at this store and returns the experiment id."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        client = mlflow.MlflowClient()
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            experiment_id = found.experiment_id
+        else:
+            experiment_id = client.create_experiment(
+                self.experiment, artifact_location=self.artifact_location or None
+            )
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
+
+    def client(self) -> Any:
+        """An ``MlflowClient`` on this store."""
+        import mlflow
+
+        self.activate()
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

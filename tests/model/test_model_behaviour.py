@@ -1,0 +1,129 @@
+"""Behavioural tests of the risk model: invariance, direction, minimum function.
+
+They run the serving path end to end: raw readings of one machine -> compute_window_features
+-> fleet model, on windows of the simulated test machines, with the Keras classifier (the
+network) and the scikit-learn baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pdm_core import schema
+from pdm_core.features import compute_window_features
+from pdm_core.models.bundle import FleetModel
+from pdm_core.models.training import (
+    TrainingParams,
+    train_risk_classifier_keras,
+    train_risk_classifier_sklearn,
+    train_rul_regressor_sklearn,
+)
+
+PARAMS = TrainingParams(epochs=25, boosting_iterations=150)
+pytestmark = pytest.mark.xdist_group("model_behaviour")  # trains once per worker otherwise
+
+# Known weakness found by these tests (seeded, so deterministic): the Keras MLP classifier is
+# not monotone in vibration and misses some near-failure windows. The scikit-learn baseline
+# passes. strict=True: if the network is fixed, these markers must be removed.
+KERAS_WEAKNESS = pytest.mark.xfail(
+    strict=True, reason="Keras MLP classifier: known direction/minimum-function weakness"
+)
+
+
+def known_weak(model: FleetModel, test: str) -> bool:
+    framework = model.components["risk_classifier"].framework
+    return framework == "keras" and test in {"vibration", "labels"}
+
+
+@pytest.fixture(scope="module", params=["keras", "sklearn"])
+def model(request, fleet) -> FleetModel:
+    trainer = (
+        train_risk_classifier_keras if request.param == "keras" else train_risk_classifier_sklearn
+    )
+    classifier = trainer(fleet.data, PARAMS)
+    return FleetModel(
+        fleet.state,
+        {
+            "risk_classifier": classifier,
+            "rul_regressor": train_rul_regressor_sklearn(fleet.data, PARAMS),
+        },
+    )
+
+
+def test_windows(fleet, predicate, count: int = 40, seed: int = 0) -> list[pd.DataFrame]:
+    """Raw-reading windows of test machines ending at rows where predicate(row) holds."""
+    test_keys = fleet.table.loc[fleet.table["split"] == "test", ["machine_id", "cycle"]]
+    raw = fleet.telemetry.assign(machine_id=fleet.telemetry["machine_id"].astype(str))
+    ends = raw.merge(test_keys, on=["machine_id", "cycle"])
+    ends = ends[predicate(ends)]
+    rng = np.random.default_rng(seed)
+    picks = ends.iloc[rng.choice(len(ends), size=min(count, len(ends)), replace=False)]
+    length = fleet.state.window_length
+    windows = []
+    for _, end in picks.iterrows():
+        machine = raw[raw["machine_id"] == end["machine_id"]]
+        windows.append(machine[machine["cycle"] <= end["cycle"]].tail(length))
+    return windows
+
+
+test_windows.__test__ = False  # a helper, not a test
+
+
+def score(model: FleetModel, windows: list[pd.DataFrame]) -> pd.DataFrame:
+    rows = pd.concat([compute_window_features(w, model.feature_state) for w in windows])
+    return model.predict(rows.reset_index(drop=True))
+
+
+def test_small_sensor_noise_does_not_flip_risk(fleet, model) -> None:
+    """Invariance: noise at 5% of the sensors' own noise level leaves the risk level alone."""
+    windows = test_windows(fleet, lambda f: f[schema.RUL] < 200)
+    rng = np.random.default_rng(1)
+    noisy = []
+    for w in windows:
+        w = w.copy()
+        for sensor, sd in (("vibration", 0.15), ("temperature", 0.8), ("pressure", 0.08)):
+            w[sensor] += rng.normal(0, 0.05 * sd, len(w))
+        noisy.append(w)
+    before, after = score(model, windows), score(model, noisy)
+    flipped = (before["risk_level"] != after["risk_level"]).mean()
+    assert flipped <= 0.1, f"{flipped:.0%} of windows changed risk level under tiny noise"
+    assert np.abs(before["failure_probability"] - after["failure_probability"]).max() < 0.25
+
+
+@pytest.mark.parametrize(("sensor", "step"), [("vibration", 1.5), ("temperature", 10.0)])
+def test_worsening_sensor_does_not_lower_risk(fleet, model, sensor, step, request) -> None:
+    """Direction: raising vibration or temperature over the last readings never lowers risk."""
+    if known_weak(model, sensor):
+        request.applymarker(KERAS_WEAKNESS)
+    windows = test_windows(fleet, lambda f: f[schema.RUL] < 300)
+    worse = []
+    for w in windows:
+        w = w.copy()
+        ramp = np.clip(np.arange(len(w)) - (len(w) - 11), 0, None) / 10.0
+        w[sensor] += step * ramp
+        worse.append(w)
+    before = score(model, windows)["failure_probability"].to_numpy()
+    after = score(model, worse)["failure_probability"].to_numpy()
+    assert after.mean() >= before.mean(), (before.mean(), after.mean())
+    lowered = (after < before - 0.05).mean()
+    assert lowered <= 0.1, f"{lowered:.0%} of windows got clearly lower risk"
+
+
+def test_healthy_and_failing_windows_get_the_expected_labels(fleet, model, request) -> None:
+    """Minimum function: fresh machines are LOW risk, machines about to fail HIGH or worse."""
+    if known_weak(model, "labels"):
+        request.applymarker(KERAS_WEAKNESS)
+    healthy = score(
+        model,
+        test_windows(
+            fleet, lambda f: (f[schema.RUL] > 300) & (f[schema.TIME_SINCE_MAINTENANCE] < 150)
+        ),
+    )
+    failing = score(model, test_windows(fleet, lambda f: f[schema.RUL] <= 5))
+    assert (healthy["risk_level"] == "LOW").mean() >= 0.9, healthy["risk_level"].value_counts()
+    assert failing["risk_level"].isin(["HIGH", "CRITICAL"]).mean() >= 0.9, failing[
+        "risk_level"
+    ].value_counts()
+    assert (failing["rul"] < healthy["rul"].min()).mean() >= 0.9
