@@ -51,7 +51,7 @@ ui: install  ## Dagster UI on http://127.0.0.1:3000 (same state as make demo)
 mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 over $(PDM_HOME)/mlflow
 	mkdir -p $(PDM_HOME)/mlflow
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PDM_HOME)/mlflow/mlflow.db \
-		--default-artifact-root file://$(PDM_HOME)/mlflow/artifacts -h 127.0.0.1 -p 5000
+		--default-artifact-root file://$(PDM_HOME)/mlflow/artifacts -h 127.0.0.1 -p 5000 --workers 1
 
 rollback: install  ## Point the champion alias at VERSION (make rollback VERSION=3)
 	@test -n "$(VERSION)" || { echo "usage: make rollback VERSION=<n>"; \
