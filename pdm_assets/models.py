@@ -16,7 +16,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from pdm_core import metrics, schema
+from pdm_core import metrics
 from pdm_core.features import FeatureState
 from pdm_core.models.data import ModelData, TrainingDataError, model_data
 from pdm_core.models.trained import TrainedModel
@@ -82,7 +82,7 @@ def _log_history(history: dict[str, list[float]]) -> None:
         mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=batch[i : i + 900])
 
 
-def _register_candidate(model: TrainedModel, run_id: str, state: FeatureState) -> str:
+def _register_candidate(model: TrainedModel) -> str:
     """Logs the component as a pyfunc model with a signature and registers a new version."""
     import mlflow
     from mlflow.models import infer_signature
@@ -104,13 +104,14 @@ def _register_candidate(model: TrainedModel, run_id: str, state: FeatureState) -
             artifacts={"component": str(directory)},
             signature=signature,
             code_paths=[str(Path(__file__).resolve().parents[1] / "pdm_core")],
-            pip_requirements=_requirements(),
+            pip_requirements=requirements(),
             registered_model_name=f"pdm-{model.name}",
         )
     return str(info.registered_model_version)
 
 
-def _requirements() -> list[str]:
+def requirements() -> list[str]:
+    """Pinned pip requirements of the logged pyfunc models (the installed versions)."""
     from importlib.metadata import version
 
     names = ("numpy", "pandas", "scikit-learn", "scipy", "tensorflow", "mlflow")
@@ -164,7 +165,7 @@ def train_candidate(
         mlflow.log_dict(model.extra, "thresholds.json")
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifacts(str(model.save(Path(tmp) / "c")), COMPONENT_ARTIFACT)
-        version = _register_candidate(model, run.info.run_id, state)
+        version = _register_candidate(model)
         run_url = (
             f"{tracking.tracking_uri} experiment {run.info.experiment_id} run {run.info.run_id}"
         )
@@ -282,14 +283,3 @@ def last_cycle_protocol(dataset_info: dict) -> bool:
 def readings_per_day(dataset_info: dict) -> float:
     """Readings per machine-day (simulator: from its interval; cycles: one per day)."""
     return float(dataset_info.get("extra", {}).get("readings_per_day", 1.0))
-
-
-__all__ = [
-    "CANDIDATES",
-    "anomaly_detector_keras",
-    "risk_classifier_keras",
-    "risk_classifier_sklearn",
-    "rul_regressor_keras",
-    "rul_regressor_sklearn",
-    "schema",
-]

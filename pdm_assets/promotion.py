@@ -23,6 +23,7 @@ from pdm_assets.models import (
     GROUP,
     last_cycle_protocol,
     load_component,
+    requirements,
     test_split,
 )
 from pdm_core import metrics
@@ -177,8 +178,9 @@ def fleet_model_candidate(
         champion_metrics = bundle_metrics(champion, champion_data, last_cycle)
     except mlflow.exceptions.MlflowException as error:
         context.log.info(f"no current champion ({error.error_code})")
-    decision = decide(challenger, champion_metrics, config.policy())
-    tie = _ties(decision, config.policy())
+    policy = applicable_policy(config.policy(), challenger)
+    decision = decide(challenger, champion_metrics, policy)
+    tie = _ties(decision, policy)
 
     with mlflow.start_run(run_name="fleet_model") as run:
         mlflow.set_tags({**decision.to_tags(), "dagster.run_id": context.run_id,
@@ -186,14 +188,12 @@ def fleet_model_candidate(
         mlflow.log_metrics({f"test_{k}": v for k, v in challenger.items() if v == v})
         with tempfile.TemporaryDirectory() as tmp:
             directory = bundle.save(Path(tmp) / "bundle")
-            from pdm_assets.models import _requirements
-
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=pyfunc_model(),
                 artifacts={"bundle": str(directory)},
                 code_paths=[str(Path(__file__).resolve().parents[1] / "pdm_core")],
-                pip_requirements=_requirements(),
+                pip_requirements=requirements(),
                 registered_model_name=mlflow_tracking.registered_model,
             )
     version = str(info.registered_model_version)
@@ -227,6 +227,15 @@ def fleet_model_candidate(
         observed=challenger.get(primary), threshold=(champion_metrics or {}).get(primary),
         reason=decision.reason, champion_version=champion_version or "none",
     )  # fmt: skip
+
+
+def applicable_policy(policy: PromotionPolicy, challenger: dict[str, float]) -> PromotionPolicy:
+    """Drops guards the data cannot measure (no RUL labels: no ``rmse``).
+
+    A guard that was measured but came out NaN stays, and the decision names it.
+    """
+    guards = tuple(g for g in policy.guards if g in challenger)
+    return PromotionPolicy(policy.primary, guards, policy.min_improvement, policy.guard_tolerance)
 
 
 def _ties(decision: PromotionDecision, policy: PromotionPolicy) -> bool:

@@ -8,6 +8,7 @@ tracking server backed by PostgreSQL and S3) and, if needed, ``PDM_MLFLOW_ARTIFA
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -53,6 +54,19 @@ class MlflowTracking(dg.ConfigurableResource):
             artifact_location=os.environ.get("PDM_MLFLOW_ARTIFACTS", default_artifact_location()),
         )
 
+    def artifact_root(self) -> str:
+        """Artifact root for a new experiment; never MLflow's default ``./mlruns``.
+
+        Without an explicit location, a SQLite store keeps artifacts in an ``artifacts``
+        directory beside its database file, and any other store under ``$PDM_HOME``.
+        """
+        if self.artifact_location:
+            return self.artifact_location
+        if self.tracking_uri.startswith("sqlite:///"):
+            database = Path(self.tracking_uri.removeprefix("sqlite:///"))
+            return (database.parent / "artifacts").resolve().as_uri()
+        return default_artifact_location()
+
     def activate(self) -> str:
         """Points the mlflow module at this store and returns the experiment id."""
         import mlflow
@@ -65,7 +79,7 @@ class MlflowTracking(dg.ConfigurableResource):
             experiment_id = found.experiment_id
         else:
             experiment_id = client.create_experiment(
-                self.experiment, artifact_location=self.artifact_location or None
+                self.experiment, artifact_location=self.artifact_root()
             )
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id

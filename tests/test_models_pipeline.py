@@ -8,6 +8,8 @@ the alias back.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -171,3 +173,47 @@ def test_rollback_restores_an_earlier_version(history: dict, store: dict) -> Non
 def test_rollback_cli_reports_unknown_version(monkeypatch: pytest.MonkeyPatch, store: dict) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["tracking"].tracking_uri)
     assert rollback_main(["--to", "99"]) == 2
+
+
+def test_own_data_without_rul_gets_a_champion(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Your own export with a label but no RUL: RUL candidates are skipped, promotion works."""
+    from pdm_core.simulator import SimulatorConfig, simulate
+
+    root = tmp_path_factory.mktemp("own")
+    frame = simulate(SimulatorConfig(n_machines=16, n_steps=1200, seed=8))
+    columns = ["machine_id", "timestamp", "regime", "vibration", "temperature", "pressure",
+               "rotational_speed", "motor_current", "failure_within_h"]  # fmt: skip
+    frame[columns].to_csv(root / "telemetry.csv", index=False)
+    (root / "mapping.yaml").write_text(
+        "path: telemetry.csv\nentity_column: machine_id\ntime_column: timestamp\n"
+        "regime_column: regime\nlabel_column: failure_within_h\npositive_values: [1]\n"
+        "feature_columns: [vibration, temperature, pressure, rotational_speed, motor_current]\n"
+    )
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    result = dg.materialize(
+        ASSETS,
+        resources={
+            "telemetry_source": TelemetrySource(
+                source="tabular", tabular_config=str(root / "mapping.yaml")
+            ),
+            "warehouse_io_manager": WarehouseIOManager(
+                database=str(root / "warehouse.duckdb"), schema="pdm"
+            ),
+            "io_manager": dg.FilesystemIOManager(base_dir=str(root / "storage")),
+            "artifacts": LocalArtifactStore(base_dir=str(root / "artifacts")),
+            "mlflow_tracking": tracking,
+        },
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config=GOOD,
+        raise_on_error=False,
+    )
+    assert result.success
+    assert result.output_for_node("rul_regressor_keras").get("skipped")
+    candidate = result.output_for_node("fleet_model_candidate")
+    assert candidate["promote"] and "rmse" not in candidate["test"]
+    health = result.output_for_node("fleet_health")
+    assert health["rul"].isna().all() and len(health) == 16
+    # Without an explicit artifact location, artifacts sit beside the SQLite store.
+    assert tracking.artifact_root() == (root / "artifacts").resolve().as_uri()
+    assert any((root / "artifacts").iterdir())
+    assert not (Path.cwd() / "mlruns").exists(), "MLflow wrote to ./mlruns"
