@@ -43,8 +43,8 @@ class TrainingParams:
     batch_size: int = 256
     learning_rate: float = 1e-3
     patience: int = 6
-    hidden: tuple[int, ...] = (128, 64, 32)
-    dropout: float = 0.1
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.3
     rul_cap: float = 125.0
     anomaly_quantile: float = 0.99
     healthy_margin: float = 3.0

@@ -24,32 +24,24 @@ from pdm_core.models.training import (
 PARAMS = TrainingParams(epochs=25, boosting_iterations=150)
 pytestmark = pytest.mark.xdist_group("model_behaviour")  # trains once per worker otherwise
 
-# Known weakness found by these tests (seeded, so deterministic): the Keras MLP classifier is
-# not monotone in vibration and misses some near-failure windows. The scikit-learn baseline
-# passes. strict=True: if the network is fixed, these markers must be removed.
-KERAS_WEAKNESS = pytest.mark.xfail(
-    strict=True, reason="Keras MLP classifier: known direction/minimum-function weakness"
+
+# Known weakness found by these tests (seeded, so deterministic): the Keras MLP is not
+# monotone in its inputs. With the default regularisation (dropout 0.3) it passes every case
+# but one: raising temperature lowers its risk on a few windows. The scikit-learn baseline
+# passes all. strict=True: when the network is fixed, this marker must go.
+KERAS_TEMPERATURE = pytest.mark.xfail(
+    strict=True, reason="Keras MLP: rising temperature lowers risk on some windows"
 )
-
-
-def known_weak(model: FleetModel, test: str) -> bool:
-    framework = model.components["risk_classifier"].framework
-    return framework == "keras" and test in {"vibration", "labels"}
 
 
 @pytest.fixture(scope="module", params=["keras", "sklearn"])
 def model(request, fleet) -> FleetModel:
-    trainer = (
-        train_risk_classifier_keras if request.param == "keras" else train_risk_classifier_sklearn
-    )
-    classifier = trainer(fleet.data, PARAMS)
-    return FleetModel(
-        fleet.state,
-        {
-            "risk_classifier": classifier,
-            "rul_regressor": train_rul_regressor_sklearn(fleet.data, PARAMS),
-        },
-    )
+    if request.param == "keras":
+        classifier = train_risk_classifier_keras(fleet.data, PARAMS)
+    else:
+        classifier = train_risk_classifier_sklearn(fleet.data, PARAMS)
+    rul = train_rul_regressor_sklearn(fleet.data, PARAMS)
+    return FleetModel(fleet.state, {"risk_classifier": classifier, "rul_regressor": rul})
 
 
 def test_windows(fleet, predicate, count: int = 40, seed: int = 0) -> list[pd.DataFrame]:
@@ -95,8 +87,8 @@ def test_small_sensor_noise_does_not_flip_risk(fleet, model) -> None:
 @pytest.mark.parametrize(("sensor", "step"), [("vibration", 1.5), ("temperature", 10.0)])
 def test_worsening_sensor_does_not_lower_risk(fleet, model, sensor, step, request) -> None:
     """Direction: raising vibration or temperature over the last readings never lowers risk."""
-    if known_weak(model, sensor):
-        request.applymarker(KERAS_WEAKNESS)
+    if model.components["risk_classifier"].framework == "keras" and sensor == "temperature":
+        request.applymarker(KERAS_TEMPERATURE)
     windows = test_windows(fleet, lambda f: f[schema.RUL] < 300)
     worse = []
     for w in windows:
@@ -111,10 +103,8 @@ def test_worsening_sensor_does_not_lower_risk(fleet, model, sensor, step, reques
     assert lowered <= 0.1, f"{lowered:.0%} of windows got clearly lower risk"
 
 
-def test_healthy_and_failing_windows_get_the_expected_labels(fleet, model, request) -> None:
+def test_healthy_and_failing_windows_get_the_expected_labels(fleet, model) -> None:
     """Minimum function: fresh machines are LOW risk, machines about to fail HIGH or worse."""
-    if known_weak(model, "labels"):
-        request.applymarker(KERAS_WEAKNESS)
     healthy = score(
         model,
         test_windows(
