@@ -98,27 +98,23 @@ def main() -> None:
         " CPU cores (no GPU). Whole asset graph per seed, default hyperparameters. RUL scored at"
         " each test engine's last cycle against the true RUL capped at 125 (the target's cap).",
         "",
-        "| candidate | test RMSE | test NASA score | test MAE | train seconds |",
-        "|---|---|---|---|---|",
     ]
-    for name in ("rul_regressor_keras", "rul_regressor_sklearn"):
-        if name in rows:
-            r = rows[name]
-            lines.append(
-                f"| {name} | {summarise(r['rmse'])} | {summarise(r['nasa_score'])} | "
-                f"{summarise(r['mae'])} | {summarise(times[name])} |"
-            )
-    lines += ["", "| candidate | test PR-AUC | test ROC-AUC | test F1 | train seconds |",
-              "|---|---|---|---|---|"]  # fmt: skip
-    for name in ("risk_classifier_keras", "risk_classifier_sklearn"):
-        if name in rows:
-            r = rows[name]
-            lines.append(
-                f"| {name} | {summarise(r['pr_auc'])} | {summarise(r['roc_auc'])} | "
-                f"{summarise(r['f1'])} | {summarise(times[name])} |"
-            )
+    tables = (
+        (("rul_regressor_keras", "rul_regressor_sklearn"),
+         (("rmse", "test RMSE"), ("nasa_score", "test NASA score"), ("mae", "test MAE"))),
+        (("risk_classifier_keras", "risk_classifier_sklearn"),
+         (("pr_auc", "test PR-AUC"), ("roc_auc", "test ROC-AUC"), ("f1", "test F1"))),
+    )  # fmt: skip
+    for names, columns in tables:
+        lines += [
+            "| candidate | " + " | ".join(t for _, t in columns) + " | train seconds |",
+            "|---|" + "---|" * (len(columns) + 1),
+        ]
+        for name in (n for n in names if n in rows):
+            cells = " | ".join(summarise(rows[name][m]) for m, _ in columns)
+            lines.append(f"| {name} | {cells} | {summarise(times[name])} |")
+        lines.append("")
     lines += [
-        "",
         f"Whole graph per seed (load, features, 5 candidates, evaluation, promotion, fleet "
         f"health): {summarise(walls)} s. Means ± sample standard deviation over "
         f"{len(args.seeds)} seeds.",

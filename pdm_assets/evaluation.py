@@ -111,7 +111,10 @@ def model_evaluation(
             model, data.test, horizon, readings_per_day(dataset_info),
             last_cycle_protocol(dataset_info),
         )  # fmt: skip
-        card = model_card(name, model, found, candidate["validation"], dataset_info, "")
+        card = model_card(
+            name, model, found, candidate["validation"], dataset_info,
+            candidate.get("data_version", ""),
+        )  # fmt: skip
         with mlflow.start_run(run_id=candidate["run_id"]):
             mlflow.log_metrics({f"test_{k}": v for k, v in found.items() if v == v})
             mlflow.log_text(card, "model_card.md")

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from pdm_core import metrics
 from pdm_core.features import FeatureState
+from pdm_core.models import training
 from pdm_core.models.data import ModelData, TrainingDataError, model_data
 from pdm_core.models.trained import TrainedModel
 from pdm_core.models.training import TrainingParams
@@ -53,12 +54,18 @@ def load_component(tracking: MlflowTracking, run_id: str) -> TrainedModel:
     return TrainedModel.load(Path(local))
 
 
+def choose_operating_threshold(model: TrainedModel, data: ModelData) -> None:
+    """Sets a classifier's operating threshold to the F1-best one on validation."""
+    if model.kind == "risk_classifier":
+        score = model.predict(data.validation.X)
+        model.extra["threshold"] = metrics.best_f1_threshold(data.validation.label, score)
+
+
 def validation_metrics(model: TrainedModel, data: ModelData) -> dict[str, float]:
-    """Validation metrics used to pick components and operating thresholds."""
+    """Validation metrics used to pick components (at the model's operating threshold)."""
     split = data.validation
     score = model.predict(split.X)
     if model.kind == "risk_classifier":
-        model.extra["threshold"] = metrics.best_f1_threshold(split.label, score)
         found = metrics.classification_metrics(split.label, score, model.extra["threshold"])
         return {k: found[k] for k in (*metrics.CLASSIFIER_METRICS, "threshold")}
     if model.kind == "rul_regressor":
@@ -158,6 +165,7 @@ def train_candidate(
             )
         mlflow.log_params(model.params)
         _log_history(model.history)
+        choose_operating_threshold(model, data)
         val = validation_metrics(model, data)
         mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if v == v})
         mlflow.log_dict({"features": model.features}, "features.json")
@@ -179,6 +187,7 @@ def train_candidate(
             "registered_model": f"pdm-{name}",
             "version": version,
             "validation": val,
+            "data_version": data_version,
         },
         metadata={
             "mlflow_run_id": run.info.run_id,
@@ -191,7 +200,12 @@ def train_candidate(
     )
 
 
-def _candidate_asset(name: str, description: str, trainer: str, needs_horizon: bool = False):  # type: ignore[no-untyped-def]
+Trainer = Callable[[ModelData, TrainingParams, int, Callable[[int, dict[str, float]], None]], Any]
+
+
+def _candidate_asset(name: str, description: str, train: Trainer):  # type: ignore[no-untyped-def]
+    """An asset that trains one candidate with ``train(data, params, horizon, on_epoch)``."""
+
     @dg.asset(name=name, group_name=GROUP, description=description)
     def _asset(
         context: dg.AssetExecutionContext,
@@ -201,24 +215,12 @@ def _candidate_asset(name: str, description: str, trainer: str, needs_horizon: b
         feature_state: dict,
         dataset_info: dict,
     ) -> dg.Output[dict]:
-        from pdm_core.models import training
-
-        fn = getattr(training, trainer)
         horizon = int(dataset_info.get("horizon") or 30)
-        if needs_horizon:
-
-            def train(data, params, on_epoch):  # type: ignore[no-untyped-def]
-                return fn(data, params, horizon, on_epoch)
-        elif trainer.endswith("_sklearn"):
-
-            def train(data, params, on_epoch):  # type: ignore[no-untyped-def]
-                return fn(data, params)
-        else:
-            train = fn
-        version = _data_version(context)
         return train_candidate(
-            context, mlflow_tracking, name, train, config, training_set, feature_state, version
-        )
+            context, mlflow_tracking, name,
+            lambda data, params, on_epoch: train(data, params, horizon, on_epoch),
+            config, training_set, feature_state, _data_version(context),
+        )  # fmt: skip
 
     return _asset
 
@@ -236,29 +238,32 @@ risk_classifier_keras = _candidate_asset(
     "risk_classifier_keras",
     "TensorFlow/Keras MLP: probability of failure within the horizon; class-weighted, "
     "early-stopped on validation PR-AUC.",
-    "train_risk_classifier_keras",
+    lambda data, params, horizon, on_epoch: training.train_risk_classifier_keras(
+        data, params, on_epoch
+    ),
 )
 rul_regressor_keras = _candidate_asset(
     "rul_regressor_keras",
     "TensorFlow/Keras MLP: remaining useful life, piecewise-linear target capped at rul_cap.",
-    "train_rul_regressor_keras",
+    lambda data, params, horizon, on_epoch: training.train_rul_regressor_keras(
+        data, params, on_epoch
+    ),
 )
 anomaly_detector_keras = _candidate_asset(
     "anomaly_detector_keras",
     "TensorFlow/Keras autoencoder trained on healthy readings only; alert threshold from a "
     "validation quantile. Works without failure labels.",
-    "train_anomaly_detector_keras",
-    needs_horizon=True,
+    training.train_anomaly_detector_keras,
 )
 risk_classifier_sklearn = _candidate_asset(
     "risk_classifier_sklearn",
     "scikit-learn HistGradientBoosting baseline for the failure risk (class-balanced).",
-    "train_risk_classifier_sklearn",
+    lambda data, params, horizon, on_epoch: training.train_risk_classifier_sklearn(data, params),
 )
 rul_regressor_sklearn = _candidate_asset(
     "rul_regressor_sklearn",
     "scikit-learn HistGradientBoosting baseline for the capped RUL.",
-    "train_rul_regressor_sklearn",
+    lambda data, params, horizon, on_epoch: training.train_rul_regressor_sklearn(data, params),
 )
 
 CANDIDATES = (

@@ -29,7 +29,7 @@ from pdm_assets.models import (
 from pdm_core import metrics
 from pdm_core.features import FeatureState, compute_features
 from pdm_core.models.bundle import FleetModel, RiskThresholds, pyfunc_model
-from pdm_core.models.data import ModelData
+from pdm_core.models.data import ModelData, SplitData
 from pdm_core.models.evaluation import rul_protocol_rows
 from pdm_core.promotion import PromotionDecision, PromotionPolicy, decide
 from pdm_resources.mlflow_tracking import CHAMPION, MlflowTracking
@@ -105,7 +105,7 @@ def champion_test_matrix(
         features, on=["machine_id", "cycle"], how="left"
     )
     X = aligned[champion.features].to_numpy(dtype=np.float32)
-    test = type(data.test)(X=X, label=data.test.label, rul=data.test.rul, keys=keys)
+    test = SplitData(X=X, label=data.test.label, rul=data.test.rul, keys=keys)
     return ModelData(list(champion.features), data.train, data.validation, test)
 
 
