@@ -12,11 +12,14 @@ export PDM_HOME ?= $(CURDIR)/.pdm
 export DAGSTER_HOME ?= $(PDM_HOME)/dagster
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+export BENTOML_HOME ?= $(PDM_HOME)/bentoml
+export BENTOML_DO_NOT_TRACK := True
+PDM_SERVE_PORT ?= 3001
 
-.PHONY: help install demo test lint format ui mlflow-ui rollback bench bench-cmapss clean
+.PHONY: help install demo test lint format ui mlflow-ui serve rollback bench bench-cmapss bench-serve clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -53,6 +56,16 @@ mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 over $(PDM_HOME)/mlflo
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PDM_HOME)/mlflow/mlflow.db \
 		--default-artifact-root file://$(PDM_HOME)/mlflow/artifacts -h 127.0.0.1 -p 5000 --workers 1
 
+serve: install  ## Serve the latest Bento (else the registry champion) on 127.0.0.1:$(PDM_SERVE_PORT)
+	@if $(BIN)/bentoml get pdm-risk-service:latest >/dev/null 2>&1; then \
+		echo "serving Bento pdm-risk-service:latest on http://127.0.0.1:$(PDM_SERVE_PORT)"; \
+		$(BIN)/bentoml serve pdm-risk-service:latest --host 127.0.0.1 --port $(PDM_SERVE_PORT); \
+	else \
+		echo "no Bento built yet: serving the registry champion on http://127.0.0.1:$(PDM_SERVE_PORT)"; \
+		PDM_MODEL_SOURCE=registry $(BIN)/bentoml serve bento_service.service:FleetRiskService \
+			--host 127.0.0.1 --port $(PDM_SERVE_PORT); \
+	fi
+
 rollback: install  ## Point the champion alias at VERSION (make rollback VERSION=3)
 	@test -n "$(VERSION)" || { echo "usage: make rollback VERSION=<n>"; \
 		$(BIN)/python -m pdm_assets.rollback --list; exit 2; }
@@ -64,5 +77,12 @@ bench: install  ## Feature/simulator throughput; results go to BENCHMARKS.md
 bench-cmapss: install  ## Model quality on real C-MAPSS FD001 over 3 seeds (BENCHMARKS.md)
 	$(BIN)/python benchmarks/bench_cmapss.py --subset FD001 --seeds 1 2 3 --update BENCHMARKS.md
 
+bench-serve: install  ## BentoML service vs a FastAPI control on the demo champion (BENCHMARKS.md)
+	$(BIN)/python benchmarks/bench_service.py --update BENCHMARKS.md
+
 clean:  ## Remove the environment and all state under PDM_HOME
 	rm -rf $(VENV) $(TOOLS) $(PDM_HOME)
+
+.PHONY: validate-k8s
+validate-k8s:  ## Render the Kubernetes overlays and validate them offline
+	.ci/validate-manifests

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pdm_assets import evaluation, features, fleet_health, models, promotion, telemetry
+from pdm_assets import (
+    evaluation,
+    features,
+    fleet_health,
+    models,
+    packaging,
+    promotion,
+    telemetry,
+)
 from pdm_assets.jobs import full_pipeline_job
 from pdm_resources import paths
 from pdm_resources.artifacts import LocalArtifactStore
@@ -33,7 +41,7 @@ def build_resources() -> dict[str, object]:
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
-        [telemetry, features, models, evaluation, promotion, fleet_health]
+        [telemetry, features, models, evaluation, promotion, fleet_health, packaging]
     ),
     jobs=[full_pipeline_job],
     schedules=[nightly_full_pipeline],

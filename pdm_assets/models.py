@@ -219,13 +219,13 @@ def _candidate_asset(name: str, description: str, train: Trainer):  # type: igno
         return train_candidate(
             context, mlflow_tracking, name,
             lambda data, params, on_epoch: train(data, params, horizon, on_epoch),
-            config, training_set, feature_state, _data_version(context),
+            config, training_set, feature_state, training_data_version(context),
         )  # fmt: skip
 
     return _asset
 
 
-def _data_version(context: dg.AssetExecutionContext) -> str:
+def training_data_version(context: dg.AssetExecutionContext) -> str:
     """Data version of the training set this run read (tag on every MLflow run)."""
     record = context.instance.get_latest_materialization_event(dg.AssetKey("training_set"))
     if record is None or record.asset_materialization is None:

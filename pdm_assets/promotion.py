@@ -25,13 +25,15 @@ from pdm_assets.models import (
     load_component,
     requirements,
     test_split,
+    training_data_version,
 )
-from pdm_core import metrics
+from pdm_core import metrics, schema
 from pdm_core.features import FeatureState, compute_features
-from pdm_core.models.bundle import FleetModel, RiskThresholds, pyfunc_model
+from pdm_core.models.bundle import FleetModel, RiskThresholds, make_example, pyfunc_model
 from pdm_core.models.data import ModelData, SplitData
 from pdm_core.models.evaluation import rul_protocol_rows
 from pdm_core.promotion import PromotionDecision, PromotionPolicy, decide
+from pdm_core.registry import download_bundle
 from pdm_resources.mlflow_tracking import CHAMPION, MlflowTracking
 
 
@@ -82,14 +84,9 @@ def _best(candidates: dict[str, dict], kind: str, metric: str) -> str | None:
 
 def load_fleet_model(tracking: MlflowTracking, alias: str = CHAMPION) -> tuple[FleetModel, Any]:
     """Loads the fleet model that holds ``alias``; raises if no version holds it."""
-    import mlflow
-
-    client = tracking.client()
-    version = client.get_model_version_by_alias(tracking.registered_model, alias)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{tracking.registered_model}/{version.version}"
-    )
-    return FleetModel.load(Path(local) / "artifacts" / "bundle"), version
+    tracking.activate()
+    directory, version = download_bundle(tracking.tracking_uri, tracking.registered_model, alias)
+    return FleetModel.load(directory), version
 
 
 def champion_test_matrix(
@@ -167,6 +164,8 @@ def fleet_model_candidate(
     data = test_split(training_set, feature_state)
     last_cycle = last_cycle_protocol(dataset_info)
     challenger = bundle_metrics(bundle, data, last_cycle)
+    bundle.info.update(data_version=training_data_version(context), test_metrics=challenger)
+    bundle.example = example_window(bundle, raw_telemetry, data)
 
     client = mlflow_tracking.client()
     champion_metrics: dict[str, float] | None = None
@@ -227,6 +226,16 @@ def fleet_model_candidate(
         observed=challenger.get(primary), threshold=(champion_metrics or {}).get(primary),
         reason=decision.reason, champion_version=champion_version or "none",
     )  # fmt: skip
+
+
+def example_window(bundle: FleetModel, raw_telemetry: pd.DataFrame, data: ModelData) -> dict:
+    """The bundle's self-test example: the first test machine's last full window."""
+    counts = raw_telemetry[schema.MACHINE].astype(str).value_counts()
+    test_machines = data.test.keys[schema.MACHINE].astype(str).unique()
+    for machine in test_machines:
+        if counts.get(machine, 0) >= bundle.feature_state.window_length:
+            return make_example(bundle, raw_telemetry, machine)
+    raise ValueError("no test machine has a full feature window to serve as self-test example")
 
 
 def applicable_policy(policy: PromotionPolicy, challenger: dict[str, float]) -> PromotionPolicy:

@@ -435,6 +435,26 @@ def compute_features(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
     return features
 
 
+def compute_latest_features(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
+    """Serving path for many machines: the feature row of each machine's latest reading.
+
+    Args:
+        frame: Recent readings of one or more machines (canonical column names).
+        state: Fitted feature state.
+
+    Returns:
+        One row per machine, in ``machine_id`` order, equal to the pipeline's row for that
+        machine's latest cycle whenever the pipeline had at least ``state.window_length``
+        readings of history there.
+    """
+    features = compute_features(frame, state)
+    machines = features[schema.MACHINE].to_numpy()
+    last = np.ones(len(features), dtype=bool)
+    if len(features) > 1:
+        last[:-1] = machines[1:] != machines[:-1]
+    return features[last].reset_index(drop=True)
+
+
 def compute_window_features(readings: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
     """Serving path: the feature row of one machine's latest reading.
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import dagster as dg
 
+from pdm_core.registry import CHAMPION, FLEET_MODEL
 from pdm_resources import paths
 
-FLEET_MODEL = "pdm-fleet-model"
-CHAMPION = "champion"
+__all__ = ["CHAMPION", "FLEET_MODEL", "MlflowTracking", "default_tracking_uri"]
 
 
 def default_tracking_uri() -> str:

@@ -35,3 +35,8 @@ def storage_dir() -> Path:
 def artifacts_dir() -> Path:
     """Directory of files the pipeline writes for people (quarantine, reports)."""
     return pdm_home() / "artifacts"
+
+
+def bentoml_home() -> Path:
+    """BentoML's store of models and Bentos (``BENTOML_HOME``), default under ``$PDM_HOME``."""
+    return Path(os.environ.get("BENTOML_HOME", pdm_home() / "bentoml")).expanduser().resolve()

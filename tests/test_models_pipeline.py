@@ -8,6 +8,7 @@ the alias back.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -40,8 +41,15 @@ GOOD = {
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENTOML_HOME", str(root / "bentoml"))  # fleet_bento's store
+        patch.setenv("BENTOML_DO_NOT_TRACK", "True")
+        yield _store(root)
+
+
+def _store(root: Path) -> dict:
     tracking = MlflowTracking(
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         artifact_location=(root / "mlartifacts").as_uri(),
@@ -105,6 +113,18 @@ def test_better_challenger_is_promoted(history: dict) -> None:
     assert history["champion_after_good"] == good["version"] == "2"
 
 
+def test_the_promoted_champion_is_packaged_as_a_bento(history: dict) -> None:
+    import bentoml
+
+    packaged = history["good"].output_for_node("fleet_bento")
+    assert packaged["model_version"] == "2"
+    bento = bentoml.get(packaged["bento"])
+    assert [str(m.tag) for m in bento.info.models] == [packaged["model"]]
+    model = bentoml.models.get(packaged["model"])
+    assert model.info.metadata["model_version"] == "2"
+    assert (Path(model.path) / "example.json").exists()
+
+
 def test_worse_challenger_is_registered_rejected_and_blocked(history: dict) -> None:
     worse = history["worse"]
     assert not worse.success
@@ -113,7 +133,7 @@ def test_worse_challenger_is_registered_rejected_and_blocked(history: dict) -> N
     assert "champion" in checks["not_worse_than_champion"].metadata["reason"].value
     done = materialized(worse)
     assert "fleet_model_candidate" in done
-    assert "champion_model" not in done and "fleet_health" not in done
+    assert not {"champion_model", "fleet_health", "fleet_bento"} & done
     assert history["champion_after_worse"] == "2"
 
 

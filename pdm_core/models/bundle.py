@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pdm_core import schema
 from pdm_core.features import FeatureState
 from pdm_core.models.trained import TrainedModel
 
@@ -52,6 +53,9 @@ class FleetModel:
     components: dict[str, TrainedModel]
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)
     info: dict[str, Any] = field(default_factory=dict)
+    example: dict[str, Any] | None = None
+    """A real window of canonical readings (``readings``: list of records) with the outputs
+    this model gave for it (``expected``), so a serving runtime can check itself at start."""
 
     def __post_init__(self) -> None:
         missing = [c for c in ("risk_classifier",) if c not in self.components]
@@ -106,21 +110,64 @@ class FleetModel:
             "info": self.info,
         }
         (directory / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
+        if self.example is not None:
+            (directory / "example.json").write_text(json.dumps(self.example, default=str))
         for kind, component in self.components.items():
             component.save(directory / kind)
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> FleetModel:
-        """Reads a bundle written by :meth:`save`."""
+    def load(cls, directory: Path, serving: bool = False) -> FleetModel:
+        """Reads a bundle written by :meth:`save`.
+
+        Args:
+            directory: The bundle directory.
+            serving: Use the numpy runtime of Keras networks (no TensorFlow import); see
+                :meth:`TrainedModel.load`.
+        """
         directory = Path(directory)
         meta = json.loads((directory / "bundle.json").read_text())
+        example = directory / "example.json"
         return cls(
             feature_state=FeatureState.from_json((directory / "feature_state.json").read_text()),
-            components={k: TrainedModel.load(directory / k) for k in meta["components"]},
+            components={
+                k: TrainedModel.load(directory / k, serving=serving) for k in meta["components"]
+            },
             thresholds=RiskThresholds(**meta["thresholds"]),
             info=meta.get("info", {}),
+            example=json.loads(example.read_text()) if example.exists() else None,
         )
+
+
+def make_example(
+    model: FleetModel, telemetry: pd.DataFrame, machine_id: str, end_cycle: int | None = None
+) -> dict[str, Any]:
+    """A self-test example: one machine's last full window and the model's outputs for it.
+
+    Args:
+        model: The fleet model.
+        telemetry: Canonical telemetry containing the machine.
+        machine_id: Machine to take the window from.
+        end_cycle: Last cycle of the window (default: the machine's last reading).
+
+    Returns:
+        ``{"machine_id", "readings": [records], "expected": {output: value}}``.
+    """
+    from pdm_core.features import compute_window_features
+
+    rows = telemetry[telemetry[schema.MACHINE].astype(str) == str(machine_id)]
+    if end_cycle is not None:
+        rows = rows[rows[schema.CYCLE] <= end_cycle]
+    window = rows.tail(model.feature_state.window_length)
+    scored = model.predict(compute_window_features(window, model.feature_state)).iloc[0]
+    expected = {k: (v.item() if hasattr(v, "item") else v) for k, v in scored.items()}
+    readings = window.drop(columns=list(schema.LABEL_COLUMNS), errors="ignore")
+    readings = readings.assign(**{schema.MACHINE: readings[schema.MACHINE].astype(str)})
+    return {
+        "machine_id": str(machine_id),
+        "readings": json.loads(readings.to_json(orient="records", date_format="iso")),
+        "expected": expected,
+    }
 
 
 def pyfunc_model() -> Any:

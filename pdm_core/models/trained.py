@@ -8,7 +8,9 @@ Three kinds of component make up the fleet model:
   with an alert threshold from a validation quantile.
 
 Each is saved as a directory: ``meta.json`` plus ``model.keras`` (TensorFlow/Keras) or
-``model.joblib`` (scikit-learn).
+``model.joblib`` (scikit-learn). Keras networks made of dense layers also get ``dense.npz``,
+the numpy serving runtime (:mod:`pdm_core.models.dense_export`), which the service loads
+instead of TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from pdm_core.models.data import Standardizer
+from pdm_core.models.dense_export import FILE_NAME as DENSE_FILE
+from pdm_core.models.dense_export import DenseNetwork, export_dense
 
 KINDS = ("risk_classifier", "rul_regressor", "anomaly_detector")
 FRAMEWORKS = ("keras", "sklearn")
@@ -80,6 +84,8 @@ class TrainedModel:
     def _raw(self, Xs: np.ndarray) -> np.ndarray:
         if self.framework == "sklearn":
             return np.asarray(self.estimator.predict(Xs))
+        if isinstance(self.estimator, DenseNetwork):
+            return self.estimator(Xs)
         return predict_keras(self.estimator, Xs)
 
     def save(self, directory: Path) -> Path:
@@ -94,8 +100,13 @@ class TrainedModel:
             "extra": self.extra,
         }
         (directory / "meta.json").write_text(json.dumps(meta, indent=1))
+        if isinstance(self.estimator, DenseNetwork):
+            raise ValueError(f"{self.name} was loaded for serving (numpy runtime); cannot save")
         if self.framework == "keras":
             self.estimator.save(directory / "model.keras")
+            dense = export_dense(self.estimator)
+            if dense is not None:
+                dense.save(directory / DENSE_FILE)
         else:
             import joblib
 
@@ -103,10 +114,20 @@ class TrainedModel:
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> TrainedModel:
-        """Reads a component written by :meth:`save`."""
+    def load(cls, directory: Path, serving: bool = False) -> TrainedModel:
+        """Reads a component written by :meth:`save`.
+
+        Args:
+            directory: The component directory.
+            serving: Load a Keras network's numpy export (``dense.npz``) where there is one,
+                so that TensorFlow is never imported. Such a component predicts but cannot be
+                saved again.
+        """
         meta = json.loads((Path(directory) / "meta.json").read_text())
-        if meta["framework"] == "keras":
+        exported = Path(directory) / DENSE_FILE
+        if meta["framework"] == "keras" and serving and exported.exists():
+            estimator: Any = DenseNetwork.load(exported)
+        elif meta["framework"] == "keras":
             import keras
 
             estimator = keras.models.load_model(Path(directory) / "model.keras", compile=False)

@@ -1,0 +1,251 @@
+"""Serving benchmark: the BentoML service against a plain FastAPI + uvicorn control.
+
+Both serve the same champion (the registry's ``champion`` under ``$PDM_HOME``, from
+``make demo``) with the same validation, feature code and model; the control has no BentoML
+(no middleware, metrics, or readiness logic): one prediction per request. Both run two worker
+processes on 127.0.0.1 and get the same asyncio/aiohttp load, in the same run:
+
+* cold start of ``bentoml serve`` (process start to ``/readyz`` = 200), median of 3;
+* ``/predict`` at concurrency 1 and 32: requests/s, p50/p95/p99 latency, errors;
+* ``/predict_batch`` (``--batch`` windows per call) at concurrency 1 and 32: windows/s.
+
+Usage: ``python benchmarks/bench_service.py [--seconds 8] [--update BENCHMARKS.md]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+MARK = "bench:service"
+
+CONTROL_APP = """
+import os
+from threadpoolctl import threadpool_limits
+threadpool_limits(1)
+import fastapi
+from bento_service.model_source import load_served_model
+from bento_service.schemas import FleetWindows, MachineWindow, Prediction, FleetPredictions
+
+app = fastapi.FastAPI()
+model = load_served_model()
+model.self_test()
+
+@app.get("/readyz")
+def readyz() -> dict:
+    return {"ready": True}
+
+@app.post("/predict")
+def predict(window: MachineWindow) -> Prediction:
+    return model.predict([window])[0]
+
+@app.post("/predict_batch")
+def predict_batch(batch: FleetWindows) -> FleetPredictions:
+    return FleetPredictions(predictions=model.predict(batch.machines),
+                            model_name=model.name, model_version=model.version)
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> float:
+    import urllib.request
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def start(kind: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str, float]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if kind == "bentoml":
+        command = [str(BIN / "bentoml"), "serve", "bento_service.service:FleetRiskService",
+                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    else:
+        (log.parent / "control_app.py").write_text(CONTROL_APP)
+        command = [str(BIN / "uvicorn"), "control_app:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "2", "--no-access-log",
+                   "--log-level", "warning", "--app-dir", str(log.parent)]  # fmt: skip
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    wait_ready(url, process)
+    return process, url, time.monotonic() - started
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, 15)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+
+
+async def load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    """Closed-loop load: ``concurrency`` clients each send the next request on an answer."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += 0 if ok else 1
+
+        for _ in range(min(concurrency, 4)):  # warm-up
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    ms = np.array(latencies) * 1e3
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p95": float(np.percentile(ms, 95)),
+        "p99": float(np.percentile(ms, 99)),
+        "errors": errors,
+    }
+
+
+def request_bodies(batch: int) -> tuple[bytes, bytes]:
+    window = json.loads((REPO / "examples" / "serving" / "predict_request.json").read_text())
+    machines = [{**window, "machine_id": f"machine-{i:05d}"} for i in range(batch)]
+    return json.dumps(window).encode(), json.dumps({"machines": machines}).encode()
+
+
+def run(args: argparse.Namespace) -> str:
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "pdm-bench-service"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PDM_MODEL_SOURCE": "registry",
+        "PDM_SERVE_WORKERS": "2",
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PDM_SERVE_MAX_BATCH": str(max(args.batch, 5000)),
+    }
+    single, batch = request_bodies(args.batch)
+    cold = []
+    for i in range(3):
+        process, url, seconds = start("bentoml", env, work / f"cold{i}.log")
+        cold.append(seconds)
+        stop(process)
+    rows = []
+    for kind in ("bentoml", "control"):
+        process, url, _ = start(kind, env, work / f"{kind}.log")
+        try:
+            for endpoint, body, per_call in (
+                ("predict", single, 1),
+                ("predict_batch", batch, args.batch),
+            ):
+                for concurrency in (1, 32):
+                    result = asyncio.run(load(f"{url}/{endpoint}", body, concurrency, args.seconds))
+                    result.update(server=kind, endpoint=endpoint, concurrency=concurrency,
+                                  windows_per_s=result["rps"] * per_call)  # fmt: skip
+                    rows.append(result)
+                    print(json.dumps(result), flush=True)
+        finally:
+            stop(process)
+    return report(rows, cold, args)
+
+
+def report(rows: list[dict], cold: list[float], args: argparse.Namespace) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Measured {when} with `python benchmarks/bench_service.py --seconds {args.seconds} "
+        f"--batch {args.batch}` on {os.cpu_count()} CPU cores ({platform.machine()}, no GPU); "
+        "server and load generator share the cores. Both servers: 2 worker processes, same "
+        "champion, same validation and feature code. `/predict` sends one 30-reading window; "
+        f"`/predict_batch` sends {args.batch} windows per call.",
+        "",
+        "| server | endpoint | concurrency | requests/s | windows/s | p50 ms | p95 ms | p99 ms "
+        "| errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['server']} | {r['endpoint']} | {r['concurrency']} | {r['rps']:.1f} | "
+            f"{r['windows_per_s']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | "
+            f"{r['errors']} of {r['requests']} |"
+        )
+    bento = {(r["endpoint"], r["concurrency"]): r for r in rows if r["server"] == "bentoml"}
+    control = {(r["endpoint"], r["concurrency"]): r for r in rows if r["server"] == "control"}
+    ratio = bento[("predict", 32)]["rps"] / control[("predict", 32)]["rps"]
+    lines += [
+        "",
+        f"Cold start (`bentoml serve` process start to `/readyz` = 200): median "
+        f"{statistics.median(cold):.1f} s of {', '.join(f'{c:.1f}' for c in cold)} s. "
+        f"`/predict` throughput at concurrency 32, BentoML / control: {ratio:.2f}x.",
+    ]
+    return "\n".join(lines)
+
+
+def update(path: Path, text: str) -> None:
+    start, end = f"<!-- {MARK}:start -->", f"<!-- {MARK}:end -->"
+    content = path.read_text()
+    if start in content:
+        head, rest = content.split(start, 1)
+        content = head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1]
+    else:
+        content += f"\n{start}\n{text}\n{end}\n"
+    path.write_text(content)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="Load per measurement.")
+    parser.add_argument("--batch", type=int, default=500, help="Windows per batch call.")
+    parser.add_argument("--update", type=Path, help="Write the table into this markdown file.")
+    args = parser.parse_args()
+    text = run(args)
+    print(text)
+    if args.update:
+        update(args.update, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Request rules of the risk service, checked on the pydantic models (no server).
+
+Each rule must reject with an error whose ``type`` names the rule and whose message names the
+field; ``tests/test_service_http.py`` checks the same rules over HTTP.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+from pydantic import ValidationError
+
+from bento_service.schemas import FleetWindows, MachineWindow, WindowContract, set_contract
+
+CONTRACT = WindowContract(
+    sensors=("vibration", "temperature"),
+    ignored_sensors=("humidity",),
+    settings=(),
+    needs_regime=False,
+    needs_time_since_maintenance=True,
+    categoricals=(),
+    window_length=3,
+)
+
+
+@pytest.fixture(autouse=True)
+def contract() -> Iterator[WindowContract]:
+    set_contract(CONTRACT)
+    yield CONTRACT
+    set_contract(None)
+
+
+def window(n: int = 3, machine: str = "m1") -> dict:
+    return {
+        "machine_id": machine,
+        "readings": [
+            {
+                "cycle": i + 1,
+                "sensors": {"vibration": 0.5 + i, "temperature": 70.0},
+                "time_since_maintenance": float(i),
+            }
+            for i in range(n)
+        ],
+    }
+
+
+def rejection(body: dict, model: type = MachineWindow) -> dict:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(body)
+    return caught.value.errors()[0]
+
+
+def test_a_valid_window_passes() -> None:
+    parsed = MachineWindow.model_validate(window())
+    assert [r.cycle for r in parsed.readings] == [1, 2, 3]
+
+
+def test_timestamps_can_order_readings() -> None:
+    body = window()
+    for i, reading in enumerate(body["readings"]):
+        del reading["cycle"]
+        reading["timestamp"] = f"2026-01-01T00:0{i}:00Z"
+    assert MachineWindow.model_validate(body).readings[2].timestamp is not None
+
+
+def test_ignored_sensors_are_accepted() -> None:
+    body = window()
+    body["readings"][0]["sensors"]["humidity"] = 40.0
+    MachineWindow.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rule", "field"),
+    [
+        (lambda b: b["readings"].__delitem__(slice(2, None)), "window_too_short", "readings"),
+        (lambda b: b["readings"][1]["sensors"].pop("vibration"), "missing_sensor", "readings[1]"),
+        (lambda b: b["readings"][2]["sensors"].update(oil=1.0), "unknown_sensor", "readings[2]"),
+        (lambda b: b["readings"][1].update(cycle=1), "duplicate_time", "readings[1].cycle"),
+        (lambda b: b["readings"][2].update(cycle=0), "unsorted", "readings[2].cycle"),
+        (lambda b: b["readings"][0].pop("cycle"), "ordering_key", "readings[0]"),
+        (
+            lambda b: b["readings"][1].pop("time_since_maintenance"),
+            "missing_time_since_maintenance",
+            "readings[1].time_since_maintenance",
+        ),
+    ],
+)
+def test_model_rules_name_rule_and_field(mutate, rule: str, field: str) -> None:
+    body = window(4)
+    mutate(body)
+    error = rejection(body)
+    assert error["type"] == rule
+    assert field in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "rule"),
+    [
+        (("readings", 0, "sensors", "vibration"), float("nan"), "finite_number"),
+        (("readings", 0, "sensors", "vibration"), float("inf"), "finite_number"),
+        (("readings", 0, "sensors", "vibration"), "hot", "float_parsing"),
+        (("readings", 0, "sensors", "vibration"), 1e13, "less_than_equal"),
+        (("readings", 0, "cycle"), "first", "int_parsing"),
+        (("readings", 0, "cycle"), -1, "greater_than_equal"),
+        (("machine_id",), "", "string_too_short"),
+        (("readings", 0, "colour"), "red", "extra_forbidden"),
+    ],
+)
+def test_type_rules_name_rule_and_location(path: tuple, value, rule: str) -> None:
+    body = window()
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    error = rejection(body)
+    assert error["type"] == rule
+    assert tuple(error["loc"])[: len(path)] == path
+
+
+def test_json_nan_is_rejected_as_not_finite() -> None:
+    text = '{"machine_id": "m", "readings": [{"cycle": 1, "sensors": {"vibration": NaN}}]}'
+    with pytest.raises(ValidationError) as caught:
+        MachineWindow.model_validate_json(text)
+    assert caught.value.errors()[0]["type"] == "finite_number"
+
+
+def test_empty_and_oversized_windows_are_rejected() -> None:
+    assert rejection({"machine_id": "m", "readings": []})["type"] == "too_short"
+    big = window(3)
+    big["readings"] = [copy.deepcopy(big["readings"][0]) for _ in range(1001)]
+    assert rejection(big)["type"] == "too_long"
+
+
+def test_batch_rejects_duplicate_machines_and_empty_batches() -> None:
+    error = rejection({"machines": [window(machine="a"), window(machine="a")]}, FleetWindows)
+    assert error["type"] == "duplicate_machine" and "machines[1]" in error["msg"]
+    assert rejection({"machines": []}, FleetWindows)["type"] == "too_short"
+
+
+def test_without_a_loaded_model_only_type_rules_apply() -> None:
+    """Model rules wait for a model (the service answers 503 until then)."""
+    set_contract(None)
+    MachineWindow.model_validate(window(1))
+    assert rejection({"machine_id": "m", "readings": [{"cycle": "x"}]})["type"] == "int_parsing"

@@ -1,0 +1,120 @@
+"""A small fleet model bundle and a real ``bentoml serve`` process, for the service tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+from pdm_core.features import FeatureState
+from pdm_core.models.bundle import FleetModel, make_example
+from pdm_core.models.training import (
+    TrainingParams,
+    train_anomaly_detector_keras,
+    train_risk_classifier_sklearn,
+    train_rul_regressor_sklearn,
+)
+from pdm_core.simulator import SimulatorConfig
+from tests.fleets import simulated_fleet
+from tests.services import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ServedFleet:
+    """A trained bundle on disk plus the data it came from."""
+
+    bundle_dir: Path
+    model: FleetModel
+    telemetry: pd.DataFrame
+    features: pd.DataFrame
+    state: FeatureState
+
+
+def build_served_fleet(directory: Path) -> ServedFleet:
+    """Trains a small fleet model (sklearn classifier and RUL, Keras autoencoder) and saves it
+    with its self-test example, as the pipeline's ``fleet_model_candidate`` does."""
+    config = SimulatorConfig(n_machines=16, n_steps=900, seed=5)
+    fleet = simulated_fleet(config)
+    params = TrainingParams(epochs=5, boosting_iterations=60)
+    components = {
+        "risk_classifier": train_risk_classifier_sklearn(fleet.data, params),
+        "rul_regressor": train_rul_regressor_sklearn(fleet.data, params),
+        "anomaly_detector": train_anomaly_detector_keras(fleet.data, params, config.horizon),
+    }
+    model = FleetModel(fleet.state, components, info={"data_version": "test-data-v1"})
+    first = str(fleet.telemetry["machine_id"].iloc[0])
+    model.example = make_example(model, fleet.telemetry, first)
+    model.save(directory)
+    return ServedFleet(directory, model, fleet.telemetry, fleet.features, fleet.state)
+
+
+@contextmanager
+def bentoml_server(env: dict[str, str], home: Path) -> Iterator[str]:
+    """Runs ``bentoml serve`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PDM_HOME": str(home),
+        "PDM_SERVE_WORKERS": "1",
+        **env,
+    }
+    log = (home / f"bentoml-{port}.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "bentoml"),
+            "serve",
+            "bento_service.service:FleetRiskService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited: {(home / log.name).read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/livez", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise TimeoutError(f"bentoml serve did not answer /livez: {Path(log.name).read_text()}")
+        yield url
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+        log.close()
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    """Waits for ``/readyz`` to answer 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{url}/readyz never became 200")

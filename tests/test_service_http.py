@@ -1,0 +1,268 @@
+"""HTTP tests against a running risk service (``bentoml serve``, real process, loopback).
+
+The service starts before its model exists (it must be live but not ready), then the bundle
+appears and it becomes ready. Every request rule answers 4xx naming field and rule, the
+service keeps serving, and its predictions equal the pipeline's for the same windows.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from bento_service.convert import window_from_frame
+from bento_service.schemas import WindowContract
+from tests.service_fixtures import ServedFleet, bentoml_server, build_served_fleet, wait_ready
+
+pytestmark = pytest.mark.xdist_group("service_http")
+
+
+@dataclass
+class Service:
+    url: str
+    fleet: ServedFleet
+    contract: WindowContract
+    before: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    home = tmp_path_factory.mktemp("service")
+    fleet = build_served_fleet(home / "trained")
+    model_dir = home / "model"  # does not exist yet: the service waits for it
+    env = {
+        "PDM_MODEL_DIR": str(model_dir),
+        "PDM_SERVE_LOAD_RETRY_S": "0.3",
+        "PDM_SERVE_MAX_BODY_MB": "1",
+    }
+    with bentoml_server(env, home) as url:
+        window = window_from_frame(fleet.telemetry.head(60), WindowContract.of(fleet.state))
+        before = {
+            "livez": httpx.get(f"{url}/livez").status_code,
+            "readyz": httpx.get(f"{url}/readyz").status_code,
+            "predict": httpx.post(f"{url}/predict", json=window).status_code,
+        }
+        shutil.copytree(fleet.bundle_dir, home / "staging")
+        (home / "staging").rename(model_dir)
+        wait_ready(url)
+        yield Service(url, fleet, WindowContract.of(fleet.state), before)
+
+
+def machine_window(service: Service, machine: str, end: int, length: int | None = None) -> dict:
+    telemetry = service.fleet.telemetry
+    rows = telemetry[(telemetry["machine_id"] == machine) & (telemetry["cycle"] <= end)]
+    return window_from_frame(rows.tail(length or service.contract.window_length), service.contract)
+
+
+def post(service: Service, path: str, body) -> httpx.Response:
+    if isinstance(body, (bytes, str)):
+        return httpx.post(
+            service.url + path, content=body, headers={"content-type": "application/json"}
+        )
+    return httpx.post(service.url + path, json=body, timeout=60)
+
+
+def test_live_before_the_model_arrives_ready_after(service: Service) -> None:
+    assert service.before == {"livez": 200, "readyz": 503, "predict": 503}
+    assert httpx.get(f"{service.url}/readyz").status_code == 200
+
+
+def test_predict_returns_every_field(service: Service) -> None:
+    response = post(service, "/predict", machine_window(service, "M003", 500))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["machine_id"] == "M003"
+    assert 0.0 <= body["failure_probability"] <= 1.0
+    assert body["risk_level"] in {"LOW", "MEDIUM", "HIGH", "CRITICAL"}
+    assert body["rul"] >= 0 and body["anomaly_score"] >= 0
+    assert isinstance(body["anomaly_alert"], bool)
+    assert body["model_name"] == "pdm-fleet-model" and body["model_version"] == "local"
+
+
+def test_service_predictions_equal_the_pipeline_rows(service: Service) -> None:
+    """Parity: same window -> same features (pipeline code) -> same outputs within 1e-5."""
+    fleet = service.fleet
+    ends = [("M001", 200), ("M004", 651), ("M007", 899), ("M010", 35)]
+    for machine, end in ends:
+        got = post(service, "/predict", machine_window(service, machine, end, length=80)).json()
+        row = fleet.features[
+            (fleet.features["machine_id"] == machine) & (fleet.features["cycle"] == end)
+        ]
+        want = fleet.model.predict(row.reset_index(drop=True)).iloc[0]
+        assert got["failure_probability"] == pytest.approx(want["failure_probability"], abs=1e-5)
+        assert got["rul"] == pytest.approx(want["rul"], abs=1e-5)
+        assert got["anomaly_score"] == pytest.approx(want["anomaly_score"], abs=1e-5)
+        assert got["risk_level"] == want["risk_level"]
+
+
+def test_batch_scores_many_machines_in_request_order(service: Service) -> None:
+    machines = [f"M{i:03d}" for i in (9, 2, 14, 0, 5)]
+    windows = [machine_window(service, m, 400 + 10 * i) for i, m in enumerate(machines)]
+    response = post(service, "/predict_batch", {"machines": windows})
+    assert response.status_code == 200, response.text
+    batch = response.json()["predictions"]
+    assert [p["machine_id"] for p in batch] == machines
+    for window, predicted in zip(windows, batch, strict=True):
+        single = post(service, "/predict", window).json()
+        assert predicted["failure_probability"] == pytest.approx(
+            single["failure_probability"], abs=1e-9
+        )
+
+
+def _bad(service: Service, mutate) -> dict:
+    body = machine_window(service, "M002", 300)
+    mutate(body)
+    return body
+
+
+RULES = [
+    ("missing_sensor", lambda b: b["readings"][3]["sensors"].pop("vibration")),
+    ("unknown_sensor", lambda b: b["readings"][0]["sensors"].update(oil_quality=3.0)),
+    ("window_too_short", lambda b: b["readings"].__delitem__(slice(5, None))),
+    ("unsorted", lambda b: b["readings"].reverse()),
+    ("duplicate_time", lambda b: b["readings"][4].update(cycle=b["readings"][3]["cycle"])),
+    ("ordering_key", lambda b: b["readings"][2].pop("cycle")),
+    ("float_parsing", lambda b: b["readings"][1]["sensors"].update(vibration="high")),
+    ("int_parsing", lambda b: b["readings"][1].update(cycle="later")),
+    ("extra_forbidden", lambda b: b.update(priority="urgent")),
+    ("missing", lambda b: b.pop("machine_id")),
+    ("less_than_equal", lambda b: b["readings"][1]["sensors"].update(vibration=1e300)),
+    ("too_short", lambda b: b.update(readings=[])),
+]
+
+
+@pytest.mark.parametrize(("rule", "mutate"), RULES, ids=[r for r, _ in RULES])
+def test_each_rule_answers_400_naming_field_and_rule(service: Service, rule, mutate) -> None:
+    response = post(service, "/predict", _bad(service, mutate))
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"][0]
+    assert detail["type"] == rule
+    assert detail["loc"] or "readings" in detail["msg"]
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        (b"", "missing"),  # BentoML reads an empty body as {}
+        (b"{not json", "json_invalid"),
+        (b"[1, 2, 3]", "model_type"),
+        ("NaN", "model_type"),
+    ],
+)
+def test_malformed_bodies_answer_400(service: Service, body, rule: str) -> None:
+    response = post(service, "/predict", body)
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["type"] == rule
+
+
+def test_nan_and_infinite_readings_answer_400(service: Service) -> None:
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        body = json.loads(json.dumps(machine_window(service, "M002", 300)))
+        body["readings"][2]["sensors"]["temperature"] = "__X__"
+        text = json.dumps(body).replace('"__X__"', literal)
+        response = post(service, "/predict", text)
+        assert response.status_code == 400, (literal, response.text)
+        assert response.json()["detail"][0]["type"] == "finite_number"
+
+
+def test_oversized_payload_answers_413_and_service_keeps_serving(service: Service) -> None:
+    window = machine_window(service, "M002", 300)
+    big = {"machines": [{**window, "machine_id": f"m{i}"} for i in range(400)]}  # > 1 MB
+    response = post(service, "/predict_batch", big)
+    assert response.status_code == 413
+    assert response.json()["detail"][0]["type"] == "payload_too_large"
+    assert post(service, "/predict", window).status_code == 200
+
+
+def test_batch_rules(service: Service) -> None:
+    window = machine_window(service, "M002", 300)
+    duplicate = post(service, "/predict_batch", {"machines": [window, window]})
+    assert duplicate.status_code == 400
+    assert duplicate.json()["detail"][0]["type"] == "duplicate_machine"
+    empty = post(service, "/predict_batch", {"machines": []})
+    assert empty.status_code == 400 and empty.json()["detail"][0]["type"] == "too_short"
+
+
+def test_wrong_method_and_unknown_path_are_4xx(service: Service) -> None:
+    assert httpx.get(f"{service.url}/predict").status_code in (404, 405)
+    assert httpx.post(f"{service.url}/nope", json={}).status_code == 404
+
+
+def test_model_info(service: Service) -> None:
+    info = httpx.get(f"{service.url}/model_info").json()
+    state = service.fleet.state
+    assert info["model_name"] == "pdm-fleet-model"
+    assert info["training_data_version"] == "test-data-v1"
+    assert info["required_sensors"] == list(state.sensors)
+    assert info["window_length"] == state.window_length
+    assert info["risk_thresholds"] == {"medium": 0.2, "high": 0.5, "critical": 0.8}
+    assert info["anomaly_threshold"] > 0
+    assert set(info["components"]) == {"risk_classifier", "rul_regressor", "anomaly_detector"}
+
+
+def test_openapi_lists_the_endpoints(service: Service) -> None:
+    spec = httpx.get(f"{service.url}/docs.json").json()
+    for path in ("/predict", "/predict_batch"):
+        assert "post" in spec["paths"][path]
+
+
+def test_metrics_count_predictions_rejections_latency_and_model(service: Service) -> None:
+    post(service, "/predict", machine_window(service, "M005", 700))
+    post(service, "/predict", _bad(service, RULES[0][1]))
+    text = httpx.get(f"{service.url}/metrics").text
+    lines = text.splitlines()
+
+    def value(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
+    assert value("pdm_predictions_total{") >= 1
+    assert value('pdm_rejected_requests_total{endpoint="predict",reason="missing_sensor"}') >= 1
+    assert value('pdm_prediction_latency_seconds_count{endpoint="predict"}') >= 1
+    assert any(
+        line.startswith("pdm_model_info{") and 'model_name="pdm-fleet-model"' in line
+        for line in lines
+    )
+
+
+def test_anomaly_score_rises_on_a_broken_sensor(service: Service) -> None:
+    """A sanity check of the served autoencoder: a sensor stuck far off raises the score."""
+    window = machine_window(service, "M006", 300)
+    normal = post(service, "/predict", window).json()["anomaly_score"]
+    for reading in window["readings"]:
+        reading["sensors"]["temperature"] += 40.0
+    broken = post(service, "/predict", window).json()["anomaly_score"]
+    assert np.isfinite(broken) and broken > 2 * normal
+
+
+def test_other_media_types_answer_415(service: Service) -> None:
+    for media in ("multipart/form-data", "text/plain", "application/xml"):
+        response = httpx.post(
+            f"{service.url}/predict", content=b"{}", headers={"content-type": media}
+        )
+        assert response.status_code == 415, (media, response.text)
+        assert response.json()["detail"][0]["type"] == "unsupported_media_type"
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    service: Service, tmp_path: Path
+) -> None:
+    """Property-based run over the service's own OpenAPI document (fixed seed)."""
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"), "run", f"{service.url}/docs.json",
+        "--checks", "not_a_server_error,response_schema_conformance",
+        "--max-examples", "100", "--seed", "1",
+        "--report", "junit", "--report-dir", str(tmp_path),
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert " passed" in run.stdout and "failures" not in run.stdout.split("Test cases:")[-1]
+    assert httpx.get(f"{service.url}/readyz").status_code == 200  # still serving
