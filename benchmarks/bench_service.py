@@ -1,9 +1,10 @@
 """Serving benchmark: the BentoML service against a plain FastAPI + uvicorn control.
 
 Both serve the same champion (the registry's ``champion`` under ``$PDM_HOME``, from
-``make demo``) with the same validation, feature code and model; the control has no BentoML
-(no middleware, metrics, or readiness logic): one prediction per request. Both run two worker
-processes on 127.0.0.1 and get the same asyncio/aiohttp load, in the same run:
+``make demo``, loaded from its bundle directory as inside a Bento) with the same validation,
+feature code and model; the control has no BentoML (no middleware, metrics, or readiness
+logic): one prediction per request. Both run two worker processes on 127.0.0.1 and get the
+same asyncio/aiohttp load, in the same run:
 
 * cold start of ``bentoml serve`` (process start to ``/readyz`` = 200), median of 3;
 * ``/predict`` at concurrency 1 and 32: requests/s, p50/p95/p99 latency, errors;
@@ -162,8 +163,16 @@ def request_bodies(batch: int) -> tuple[bytes, bytes]:
 def run(args: argparse.Namespace) -> str:
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "pdm-bench-service"
     work.mkdir(parents=True, exist_ok=True)
+    # The champion's bundle, fetched once from the registry: servers then load it as a Bento
+    # does (no MLflow import at start-up).
+    from bento_service.model_source import local_tracking_uri
+    from pdm_core.registry import download_bundle
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri()
+    bundle, version = download_bundle(uri)
+    print(f"champion: pdm-fleet-model v{version.version} ({bundle})", flush=True)
     env = {
-        "PDM_MODEL_SOURCE": "registry",
+        "PDM_MODEL_DIR": str(bundle),
         "PDM_SERVE_WORKERS": "2",
         "BENTOML_DO_NOT_TRACK": "True",
         "PDM_SERVE_MAX_BATCH": str(max(args.batch, 5000)),
