@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from pdm_core.features import FeatureState
+if TYPE_CHECKING:  # pandas and scipy stay out of BentoML's main process (cold start)
+    from pdm_core.features import FeatureState
 
 MAX_READINGS = int(os.environ.get("PDM_SERVE_MAX_READINGS", "1000"))
 """Most readings accepted in one machine's window."""
