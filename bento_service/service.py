@@ -281,7 +281,10 @@ info_app = fastapi.FastAPI(title="pdm-risk-service model info")
 @info_app.get("/model_info", response_model=ModelInfo)
 def model_info() -> ModelInfo:
     """Model name, version, alias, data version, required inputs, thresholds, test metrics."""
-    return bentoml.get_current_service()._ready_model().info()
+    model = bentoml.get_current_service().model
+    if model is None:
+        raise fastapi.HTTPException(503, "model not loaded yet; see /readyz")
+    return model.info()
 
 
 class OutOfRange(bentoml.exceptions.InvalidArgument):
@@ -323,6 +326,10 @@ class FleetRiskService:
                 self.load_error = str(error)
                 logger.warning("no model to serve yet (%s); retrying in %.1f s", error, retry)
                 time.sleep(retry)
+            except Exception as error:  # a broken model: stay live, never ready, say why
+                self.load_error = f"{type(error).__name__}: {error}"
+                logger.exception("the model could not be loaded; /readyz stays 503")
+                return
         # One BentoML worker per core: OpenMP/BLAS pools inside a worker only add
         # synchronisation cost to small predictions (300-tree HistGradientBoosting, one row:
         # 9 ms with 2 threads, 1.8 ms with 1). threadpoolctl reaches the libraries the model

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "livez": httpx.get(f"{url}/livez").status_code,
             "readyz": httpx.get(f"{url}/readyz").status_code,
             "predict": httpx.post(f"{url}/predict", json=window).status_code,
+            "model_info": httpx.get(f"{url}/model_info").status_code,
         }
         shutil.copytree(fleet.bundle_dir, home / "staging")
         (home / "staging").rename(model_dir)
@@ -72,7 +74,7 @@ def post(service: Service, path: str, body) -> httpx.Response:
 
 
 def test_live_before_the_model_arrives_ready_after(service: Service) -> None:
-    assert service.before == {"livez": 200, "readyz": 503, "predict": 503}
+    assert service.before == {"livez": 200, "readyz": 503, "predict": 503, "model_info": 503}
     assert httpx.get(f"{service.url}/readyz").status_code == 200
 
 
@@ -266,3 +268,18 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     assert run.returncode == 0, run.stdout[-6000:]
     assert " passed" in run.stdout and "failures" not in run.stdout.split("Test cases:")[-1]
     assert httpx.get(f"{service.url}/readyz").status_code == 200  # still serving
+
+
+def test_a_broken_model_keeps_the_service_live_and_never_ready(
+    service: Service, tmp_path: Path
+) -> None:
+    """A bundle that fails to load: live, not ready, predictions 503; no crash loop."""
+    broken = tmp_path / "broken"
+    shutil.copytree(service.fleet.bundle_dir, broken)
+    (broken / "feature_state.json").write_text("{not json")
+    with bentoml_server({"PDM_MODEL_DIR": str(broken)}, tmp_path) as url:
+        time.sleep(3)
+        assert httpx.get(f"{url}/livez").status_code == 200
+        assert httpx.get(f"{url}/readyz").status_code == 503
+        window = machine_window(service, "M002", 300)
+        assert httpx.post(f"{url}/predict", json=window).status_code == 503
