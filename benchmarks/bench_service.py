@@ -165,10 +165,10 @@ def run(args: argparse.Namespace) -> str:
     work.mkdir(parents=True, exist_ok=True)
     # The champion's bundle, fetched once from the registry: servers then load it as a Bento
     # does (no MLflow import at start-up).
-    from bento_service.model_source import local_tracking_uri
     from pdm_core.registry import download_bundle
+    from pdm_resources.paths import mlflow_tracking_uri
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
     bundle, version = download_bundle(uri)
     print(f"champion: pdm-fleet-model v{version.version} ({bundle})", flush=True)
     env = {

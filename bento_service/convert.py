@@ -34,7 +34,7 @@ def frame_from_windows(windows: list[MachineWindow], contract: WindowContract) -
         readings = window.readings
         n = len(readings)
         machine.extend([window.machine_id] * n)
-        if readings[0].cycle is not None and all(r.cycle is not None for r in readings):
+        if all(r.cycle is not None for r in readings):
             cycles.append(np.fromiter((r.cycle for r in readings), np.int64, n))
         else:
             cycles.append(np.arange(1, n + 1, dtype=np.int64))

@@ -25,13 +25,6 @@ class ModelNotFound(LookupError):
     """The configured source holds no model (yet): no directory, alias or stored model."""
 
 
-def local_tracking_uri() -> str:
-    """The local MLflow store the pipeline writes by default."""
-    from pdm_resources import paths
-
-    return f"sqlite:///{paths.pdm_home() / 'mlflow' / 'mlflow.db'}"
-
-
 def load_served_model() -> ServedModel:
     """Loads the model the environment points at (see the module docstring)."""
     directory = os.environ.get("PDM_MODEL_DIR")
@@ -43,8 +36,9 @@ def load_served_model() -> ServedModel:
         )
     if os.environ.get("PDM_MODEL_SOURCE", "bentoml") == "registry":
         from pdm_core.registry import download_bundle
+        from pdm_resources.paths import mlflow_tracking_uri
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
         alias = os.environ.get("PDM_MODEL_ALIAS", CHAMPION)
         from mlflow.exceptions import MlflowException
 

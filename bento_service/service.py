@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import typing
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,11 @@ ERROR_SCHEMA: dict[str, Any] = {
         },
     },
 }
-NULLABLE_OUTPUTS = ("rul", "anomaly_score")
+NULLABLE_OUTPUTS = tuple(
+    name
+    for name, field in Prediction.model_fields.items()
+    if type(None) in typing.get_args(field.annotation)
+)
 
 
 def error_body(status: int, body: bytes) -> dict[str, Any]:

@@ -479,4 +479,4 @@ def compute_window_features(readings: pd.DataFrame, state: FeatureState) -> pd.D
         raise FeatureInputError(
             f"need at least {state.window_length} readings for full windows, got {len(readings)}"
         )
-    return compute_features(readings, state).iloc[[-1]].reset_index(drop=True)
+    return compute_latest_features(readings, state)

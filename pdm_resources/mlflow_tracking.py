@@ -19,11 +19,7 @@ from pdm_resources import paths
 __all__ = ["CHAMPION", "FLEET_MODEL", "MlflowTracking", "default_tracking_uri"]
 
 
-def default_tracking_uri() -> str:
-    """SQLite store under ``$PDM_HOME/mlflow``."""
-    directory = paths.pdm_home() / "mlflow"
-    directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{directory / 'mlflow.db'}"
+default_tracking_uri = paths.mlflow_tracking_uri
 
 
 def default_artifact_location() -> str:

@@ -37,6 +37,13 @@ def artifacts_dir() -> Path:
     return pdm_home() / "artifacts"
 
 
+def mlflow_tracking_uri() -> str:
+    """The local MLflow store (SQLite under ``$PDM_HOME/mlflow``), created if needed."""
+    directory = pdm_home() / "mlflow"
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
 def bentoml_home() -> Path:
     """BentoML's store of models and Bentos (``BENTOML_HOME``), default under ``$PDM_HOME``."""
     return Path(os.environ.get("BENTOML_HOME", pdm_home() / "bentoml")).expanduser().resolve()

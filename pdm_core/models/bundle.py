@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pdm_core import schema
-from pdm_core.features import FeatureState
+from pdm_core.features import FeatureState, compute_window_features
 from pdm_core.models.trained import TrainedModel
 
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -153,8 +153,6 @@ def make_example(
     Returns:
         ``{"machine_id", "readings": [records], "expected": {output: value}}``.
     """
-    from pdm_core.features import compute_window_features
-
     rows = telemetry[telemetry[schema.MACHINE].astype(str) == str(machine_id)]
     if end_cycle is not None:
         rows = rows[rows[schema.CYCLE] <= end_cycle]
