@@ -37,6 +37,7 @@ demo: install  ## Install, then materialise every asset on the built-in simulato
 test: install  ## Lint, then run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	.ci/validate-manifests --setup  # build the manifest tools before, not inside, the test run
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: install  ## ruff check and format check
