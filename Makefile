@@ -16,7 +16,7 @@ export BENTOML_HOME ?= $(PDM_HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 PDM_SERVE_PORT ?= 3001
 
-.PHONY: help install demo test lint format ui mlflow-ui serve rollback bench bench-cmapss bench-serve clean
+.PHONY: help install demo drift-demo feed mqtt-bridge test lint format ui mlflow-ui serve rollback bench bench-cmapss bench-serve bench-drift clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,15 @@ install: $(VENV)/.installed  ## Create .venv with the locked dependencies (boots
 
 demo: install  ## Install, then materialise every asset on the built-in simulator
 	$(BIN)/python -m pdm_assets.demo
+
+drift-demo: install  ## After make demo: land batches, watch drift trigger retraining (real daemon)
+	$(BIN)/python -m pdm_assets.drift_demo $(ARGS)
+
+feed: install  ## Land simulated batches (make feed ARGS="--batches 5 --bias vibration=0.5")
+	$(BIN)/fleet-feed $(ARGS)
+
+mqtt-bridge: install  ## MQTT -> landing zone bridge (make mqtt-bridge ARGS="--host broker --port 1883")
+	$(BIN)/fleet-mqtt-bridge $(ARGS)
 
 test: install  ## Lint, then run the whole test suite
 	$(BIN)/ruff check .
@@ -80,6 +89,9 @@ bench-cmapss: install  ## Model quality on real C-MAPSS FD001 over 3 seeds (BENC
 
 bench-serve: install  ## BentoML service vs a FastAPI control on the demo champion (BENCHMARKS.md)
 	$(BIN)/python benchmarks/bench_service.py --update BENCHMARKS.md
+
+bench-drift: install  ## Drift detection on simulator streams with the default thresholds (BENCHMARKS.md)
+	$(BIN)/python benchmarks/bench_drift.py --update BENCHMARKS.md
 
 clean:  ## Remove the environment and all state under PDM_HOME
 	rm -rf $(VENV) $(TOOLS) $(PDM_HOME)

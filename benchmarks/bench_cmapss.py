@@ -44,6 +44,7 @@ def run_seed(data_dir: Path, subset: str, seed: int) -> tuple[dict, dict[str, fl
     import dagster as dg
 
     from pdm_assets import definitions
+    from pdm_assets.jobs import PIPELINE_SELECTION
 
     resources = definitions.build_resources()
     resources["telemetry_source"] = definitions.TelemetrySource(
@@ -53,7 +54,10 @@ def run_seed(data_dir: Path, subset: str, seed: int) -> tuple[dict, dict[str, fl
     config = {"ops": {name: {"config": {"seed": seed}} for name in TRAINING_STEPS}}
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(assets, resources=resources, instance=instance, run_config=config)
+        result = dg.materialize(
+            assets, selection=PIPELINE_SELECTION, resources=resources, instance=instance,
+            run_config=config,
+        )  # fmt: skip
         wall = time.perf_counter() - started
         steps = {
             s.step_key: (s.end_time or 0) - (s.start_time or 0)

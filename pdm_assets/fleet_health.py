@@ -12,7 +12,10 @@ from pdm_assets.promotion import load_fleet_model
 from pdm_core import schema
 from pdm_core.features import compute_features
 from pdm_core.versioning import frame_version
+from pdm_resources.alerts import AlertSink
 from pdm_resources.mlflow_tracking import MlflowTracking
+
+ALERT_LEVELS = ("HIGH", "CRITICAL")
 
 
 def latest_windows(raw: pd.DataFrame, length: int) -> pd.DataFrame:
@@ -47,10 +50,42 @@ def _risk_plot(ranked: pd.DataFrame, top: int = 15) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def high_risk_alerts(ranked: pd.DataFrame) -> list:  # type: ignore[type-arg]
+    """One alert per machine at HIGH or CRITICAL risk, once per machine, level and day."""
+    from datetime import UTC, datetime
+
+    from pdm_core.alerts import Alert
+
+    day = datetime.now(UTC).date().isoformat()
+    found = []
+    for row in ranked[ranked["risk_level"].isin(ALERT_LEVELS)].itertuples(index=False):
+        machine, level = str(getattr(row, schema.MACHINE)), str(row.risk_level)
+        rul = None if pd.isna(row.rul) else round(float(row.rul), 1)
+        found.append(
+            Alert(
+                kind="high_risk",
+                severity="critical" if level == "CRITICAL" else "warning",
+                title=f"Machine {machine}: {level} failure risk "
+                f"({float(row.failure_probability):.0%})",
+                details={
+                    "machine_id": machine,
+                    "risk_level": level,
+                    "failure_probability": round(float(row.failure_probability), 4),
+                    "rul": rul,
+                    "cycle": int(getattr(row, schema.CYCLE)),
+                    "model_version": str(row.model_version),
+                },
+                dedup_key=f"high-risk-{machine}-{level}-{day}",
+            )
+        )
+    return found
+
+
 @dg.asset(io_manager_key="warehouse_io_manager", group_name="fleet")
 def fleet_health(
     context: dg.AssetExecutionContext,
     mlflow_tracking: MlflowTracking,
+    alerts: AlertSink,
     raw_telemetry: pd.DataFrame,
     champion_model: dict,
 ) -> dg.Output[pd.DataFrame]:
@@ -70,12 +105,15 @@ def fleet_health(
     ranked = rank_fleet(scored)
     context.log.info(f"scored {len(ranked)} machines with fleet model v{version.version}")
     levels = ranked["risk_level"].value_counts().to_dict()
+    raised = alerts.raise_alerts(high_risk_alerts(ranked))
+    context.log.info(f"{len(raised)} high-risk alert(s) handled")
     return dg.Output(
         ranked,
         metadata={
             **frame_metadata(ranked, frame_version(ranked)),
             "model_version": str(version.version),
             "machines_by_risk_level": dg.MetadataValue.json(levels),
+            "high_risk_alerts": len(raised),
             "top_risk": dg.MetadataValue.md(markdown_table(ranked, max_rows=15)),
             "risk_plot": dg.MetadataValue.md(
                 f"![fleet risk](data:image/png;base64,{_risk_plot(ranked)})"

@@ -7,10 +7,15 @@ from pathlib import Path
 
 from pdm_resources import paths
 
-DAGSTER_YAML = """\
-# Written by pdm_assets.instance; the embedded default keeps runs in SQLite here.
+MARKER = "# Written by pdm_assets.instance"
+DAGSTER_YAML = f"""\
+{MARKER}; the embedded default keeps runs in SQLite here.
 telemetry:
   enabled: false
+# One run at a time: runs share the embedded DuckDB warehouse, which has a single writer.
+concurrency:
+  runs:
+    max_concurrent_runs: 1
 """
 
 
@@ -23,7 +28,9 @@ def ensure_instance() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home())))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if not config.exists() or (
+        config.read_text().startswith(MARKER) and config.read_text() != DAGSTER_YAML
+    ):
         config.write_text(DAGSTER_YAML)
     return home
 

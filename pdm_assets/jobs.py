@@ -4,10 +4,37 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pdm_assets.ingestion import LANDED
+
 FULL_PIPELINE = "full_pipeline"
+INGEST_JOB = "ingest_telemetry"
+RETRAIN_JOB = "retrain"
+DRIFT_CHECK_JOB = "drift_check"
+
+_landed = dg.AssetSelection.assets(LANDED)
+_training = dg.AssetSelection.assets("raw_telemetry", "dataset_info").downstream()
+PIPELINE_SELECTION = dg.AssetSelection.all() - _landed
+"""Every asset but the per-batch ingestion (which needs a partition key)."""
 
 full_pipeline_job = dg.define_asset_job(
     FULL_PIPELINE,
-    selection=dg.AssetSelection.all(),
-    description="Materialises every asset in the definitions (what `make demo` runs).",
+    selection=PIPELINE_SELECTION,
+    description="Materialises every asset except the per-batch ingestion (what `make demo` "
+    "runs): telemetry, features, candidates, promotion, packaging, fleet health, drift report.",
+)
+ingest_job = dg.define_asset_job(
+    INGEST_JOB,
+    selection=_landed | dg.AssetSelection.assets("drift_report"),
+    description="Ingests one landed batch (partition) and refreshes the drift report.",
+)
+retrain_job = dg.define_asset_job(
+    RETRAIN_JOB,
+    selection=_training,
+    description="Retrains on the source plus landed telemetry, evaluates on a fresh holdout, "
+    "promotes only a better model, rebuilds the Bento and the drift report.",
+)
+drift_check_job = dg.define_asset_job(
+    DRIFT_CHECK_JOB,
+    selection=dg.AssetSelection.assets("drift_report"),
+    description="Recomputes the drift report of the newest landed batches.",
 )

@@ -28,6 +28,7 @@ from pdm_assets.models import (
     training_data_version,
 )
 from pdm_core import metrics, schema
+from pdm_core.drift_inputs import reference_sample
 from pdm_core.features import FeatureState, compute_features
 from pdm_core.models.bundle import FleetModel, RiskThresholds, make_example, pyfunc_model
 from pdm_core.models.data import ModelData, SplitData
@@ -82,11 +83,19 @@ def _best(candidates: dict[str, dict], kind: str, metric: str) -> str | None:
     return str(chosen["name"])
 
 
-def load_fleet_model(tracking: MlflowTracking, alias: str = CHAMPION) -> tuple[FleetModel, Any]:
-    """Loads the fleet model that holds ``alias``; raises if no version holds it."""
+def load_fleet_model(
+    tracking: MlflowTracking, alias: str = CHAMPION, serving: bool = False
+) -> tuple[FleetModel, Any]:
+    """Loads the fleet model that holds ``alias`` (and its drift reference); raises if none does.
+
+    Args:
+        tracking: The MLflow resource.
+        alias: Registry alias.
+        serving: Use the numpy runtime of Keras networks (no TensorFlow import).
+    """
     tracking.activate()
     directory, version = download_bundle(tracking.tracking_uri, tracking.registered_model, alias)
-    return FleetModel.load(directory), version
+    return FleetModel.load(directory, serving=serving, with_reference=True), version
 
 
 def champion_test_matrix(
@@ -166,6 +175,7 @@ def fleet_model_candidate(
     challenger = bundle_metrics(bundle, data, last_cycle)
     bundle.info.update(data_version=training_data_version(context), test_metrics=challenger)
     bundle.example = example_window(bundle, raw_telemetry, data)
+    bundle.reference = reference_sample(training_set, state)
 
     client = mlflow_tracking.client()
     champion_metrics: dict[str, float] | None = None

@@ -2,9 +2,12 @@
 
 import dagster as dg
 import pandas as pd
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from pdm_assets.metadata import check_result, frame_metadata
 from pdm_core import quality, schema
+from pdm_core.training_window import combine_with_landed
 from pdm_core.versioning import frame_version
 from pdm_resources.artifacts import ArtifactStore
 from pdm_resources.telemetry_source import TelemetrySource
@@ -69,7 +72,35 @@ def raw_checks(frame: pd.DataFrame, info: schema.DatasetInfo, load_rejected: int
     )  # fmt: skip
 
 
+class TrainingWindow(dg.Config):
+    """Which landed telemetry joins the source's data (the retraining window policy)."""
+
+    include_landed: bool = Field(True, description="Train on labelled landed readings too.")
+    landed_batches: int = Field(
+        0, description="Newest landed batches to include; 0 includes every landed batch."
+    )
+
+
+def landed_rows(warehouse: DuckDBResource, window: TrainingWindow) -> pd.DataFrame:
+    """Rows of ``pdm.landed_telemetry`` inside the window (empty when nothing landed)."""
+    from pdm_assets.ingestion import TABLE, table_exists
+
+    if not window.include_landed:
+        return pd.DataFrame()
+    with warehouse.get_connection() as connection:
+        if not table_exists(connection):
+            return pd.DataFrame()
+        where = ""
+        if window.landed_batches > 0:
+            where = (
+                f"where batch_id in (select batch_id from {TABLE} group by batch_id "
+                f"order by max(ingested_at) desc, batch_id desc limit {window.landed_batches})"
+            )
+        return connection.execute(f"select * from {TABLE} {where}").df()
+
+
 @dg.multi_asset(
+    deps=["landed_telemetry"],
     outs={
         RAW: dg.AssetOut(
             io_manager_key="warehouse_io_manager",
@@ -86,12 +117,19 @@ def raw_checks(frame: pd.DataFrame, info: schema.DatasetInfo, load_rejected: int
     check_specs=RAW_CHECKS,
 )
 def raw_telemetry(
-    context: dg.AssetExecutionContext, telemetry_source: TelemetrySource, artifacts: ArtifactStore
+    context: dg.AssetExecutionContext,
+    config: TrainingWindow,
+    telemetry_source: TelemetrySource,
+    artifacts: ArtifactStore,
+    warehouse: DuckDBResource,
 ):  # type: ignore[no-untyped-def]
-    """Loads telemetry from the configured source; rejected rows go to quarantine."""
+    """The source's telemetry plus labelled landed readings; rejected rows go to quarantine."""
     context.log.info(f"loading {telemetry_source.describe()}")
     result = telemetry_source.load()
-    frame, info = result.frame, result.info
+    info = result.info
+    frame, window = combine_with_landed(result.frame, landed_rows(warehouse, config), info)
+    if window.landed_rows:
+        context.log.info(f"landed telemetry: {window.to_dict()}")
     version = frame_version(frame)
     metadata = frame_metadata(frame, version)
     metadata.update(
@@ -100,6 +138,10 @@ def raw_telemetry(
             "machines": int(frame[schema.MACHINE].nunique()),
             "rows_read": result.rows_read,
             "rows_rejected": result.rows_rejected,
+            "landed_rows_used": window.used,
+            "landed_rows_skipped": dg.MetadataValue.json(
+                {k: v for k, v in window.to_dict().items() if k not in ("used", "landed_rows")}
+            ),
         }
     )
     if result.rows_rejected:

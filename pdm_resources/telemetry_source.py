@@ -13,7 +13,7 @@ from typing import Literal
 
 import dagster as dg
 
-from pdm_core.schema import LoadResult
+from pdm_core.schema import DatasetInfo, LoadResult
 
 SourceKind = Literal["simulator", "cmapss", "tabular"]
 
@@ -69,6 +69,17 @@ class TelemetrySource(dg.ConfigurableResource):
         if self.source == "cmapss":
             return f"NASA C-MAPSS {self.cmapss_subset} from {self.cmapss_dir}"
         return f"tabular data described by {self.tabular_config}"
+
+    def dataset_info(self) -> DatasetInfo:
+        """Column roles of this source's data (the landing contract of new files).
+
+        Cheap for the simulator; other sources are loaded once to learn their columns.
+        """
+        if self.source == "simulator":
+            from pdm_core.simulator import SimulatorConfig, dataset_info
+
+            return dataset_info(SimulatorConfig(n_machines=1, n_steps=1, horizon=self.horizon))
+        return self.load().info
 
     def load(self) -> LoadResult:
         """Loads the telemetry into the canonical frame.

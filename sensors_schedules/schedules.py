@@ -1,10 +1,10 @@
-"""Time-based schedules."""
+"""Time-based schedules (all times UTC)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from pdm_assets.jobs import full_pipeline_job
+from pdm_assets.jobs import drift_check_job, full_pipeline_job, retrain_job
 
 nightly_full_pipeline = dg.ScheduleDefinition(
     name="nightly_full_pipeline",
@@ -14,4 +14,24 @@ nightly_full_pipeline = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Rebuilds the whole graph every night at 02:00 UTC (off until switched on in "
     "the UI).",
+)
+
+daily_drift_check = dg.ScheduleDefinition(
+    name="daily_drift_check",
+    job=drift_check_job,
+    cron_schedule="0 6 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Recomputes the drift report every day at 06:00 UTC (on by default), so drift "
+    "is judged against the current champion even when no new batch arrived.",
+)
+
+weekly_retrain = dg.ScheduleDefinition(
+    name="weekly_retrain",
+    job=retrain_job,
+    cron_schedule="0 3 * * 0",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Retrains every Sunday at 03:00 UTC on the source plus landed telemetry (off "
+    "by default: a retrain takes minutes of CPU; switch it on in the UI).",
 )

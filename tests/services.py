@@ -85,3 +85,80 @@ def postgres_server(database: str = "pdm") -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _mosquitto_binary() -> str:
+    """The broker binary: on PATH, else Debian's /usr/sbin (not on a non-root PATH)."""
+    if shutil.which("mosquitto") is None and Path("/usr/sbin/mosquitto").is_file():
+        return "/usr/sbin/mosquitto"
+    return require_binary("mosquitto")
+
+
+@contextmanager
+def mosquitto_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    """Starts a throw-away Mosquitto broker on 127.0.0.1 and yields ``(host, port)``.
+
+    Anonymous access, no persistence to disk (sessions of persistent clients still live in
+    the broker's memory while it runs), log to a file that is printed when the broker fails
+    to start or the body raises.
+
+    Args:
+        extra_config: More configuration lines (e.g. ``"max_inflight_messages 100"``).
+    """
+    binary = _mosquitto_binary()
+    directory = Path(tempfile.mkdtemp(prefix="pdm-mqtt-"))
+    config, log = directory / "mosquitto.conf", directory / "mosquitto.log"
+    port = free_port()
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "persistence false",
+        f"log_dest file {log}",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
+        *extra_config,
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    if os.geteuid() == 0:  # the broker drops to the mosquitto user when started as root
+        for path in (directory, log):
+            path.touch(exist_ok=True)
+            shutil.chown(path, "mosquitto")
+    process = subprocess.Popen(
+        [binary, "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+    def dump() -> str:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if process.stdout is not None and process.poll() is not None:
+            text += process.stdout.read().decode(errors="replace")
+        return text
+
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {process.returncode}:\n{dump()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"mosquitto did not listen on {port}:\n{dump()}") from None
+                time.sleep(0.05)
+        try:
+            yield "127.0.0.1", port
+        except BaseException:
+            print(f"--- mosquitto log ({log}) ---\n{dump()}")
+            raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+        shutil.rmtree(directory, ignore_errors=True)

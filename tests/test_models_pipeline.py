@@ -15,19 +15,20 @@ import dagster as dg
 import pytest
 
 from pdm_assets import definitions
+from pdm_assets.ingestion import LANDED
+from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
 from pdm_assets.rollback import main as rollback_main
 from pdm_assets.rollback import rollback
-from pdm_resources.artifacts import LocalArtifactStore
 from pdm_resources.mlflow_tracking import CHAMPION, FLEET_MODEL, MlflowTracking
 from pdm_resources.telemetry_source import TelemetrySource
-from pdm_resources.warehouse import WarehouseIOManager
+from tests.pipeline_resources import local_resources
 
 # One group: the module's fixtures run the graph once, on one xdist worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("models_pipeline")]
 
 ASSETS = list(definitions.defs.assets or [])
-ALL_KEYS = {k.to_user_string() for k in definitions.defs.resolve_all_asset_keys()}
+ALL_KEYS = {k.to_user_string() for k in definitions.defs.resolve_all_asset_keys()} - {LANDED}
 WEAK = {
     "ops": {
         **{name: {"config": {"epochs": 1, "learning_rate": 1e-6, "boosting_iterations": 1}}
@@ -58,21 +59,16 @@ def _store(root: Path) -> dict:
         "root": root,
         "tracking": tracking,
         "instance": dg.DagsterInstance.ephemeral(),
-        "resources": {
-            "telemetry_source": TelemetrySource(sim_machines=16, sim_steps=1200, sim_seed=5),
-            "warehouse_io_manager": WarehouseIOManager(
-                database=str(root / "warehouse.duckdb"), schema="pdm"
-            ),
-            "io_manager": dg.FilesystemIOManager(base_dir=str(root / "storage")),
-            "artifacts": LocalArtifactStore(base_dir=str(root / "artifacts")),
-            "mlflow_tracking": tracking,
-        },
+        "resources": local_resources(
+            root, TelemetrySource(sim_machines=16, sim_steps=1200, sim_seed=5), tracking
+        ),
     }
 
 
 def run(store: dict, config: dict) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        ASSETS, resources=store["resources"], instance=store["instance"],
+        ASSETS, selection=PIPELINE_SELECTION, resources=store["resources"],
+        instance=store["instance"],
         run_config=config, raise_on_error=False,
     )  # fmt: skip
 
@@ -212,17 +208,12 @@ def test_own_data_without_rul_gets_a_champion(tmp_path_factory: pytest.TempPathF
     tracking = MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     result = dg.materialize(
         ASSETS,
-        resources={
-            "telemetry_source": TelemetrySource(
-                source="tabular", tabular_config=str(root / "mapping.yaml")
-            ),
-            "warehouse_io_manager": WarehouseIOManager(
-                database=str(root / "warehouse.duckdb"), schema="pdm"
-            ),
-            "io_manager": dg.FilesystemIOManager(base_dir=str(root / "storage")),
-            "artifacts": LocalArtifactStore(base_dir=str(root / "artifacts")),
-            "mlflow_tracking": tracking,
-        },
+        selection=PIPELINE_SELECTION,
+        resources=local_resources(
+            root,
+            TelemetrySource(source="tabular", tabular_config=str(root / "mapping.yaml")),
+            tracking,
+        ),
         instance=dg.DagsterInstance.ephemeral(),
         run_config=GOOD,
         raise_on_error=False,

@@ -22,6 +22,7 @@ from pdm_core.models.trained import TrainedModel
 
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 COMPONENTS = ("risk_classifier", "rul_regressor", "anomaly_detector")
+REFERENCE_FILE = "drift_reference.parquet"
 OUTPUT_COLUMNS = ("failure_probability", "risk_level", "rul", "anomaly_score", "anomaly_alert")
 
 
@@ -56,6 +57,8 @@ class FleetModel:
     example: dict[str, Any] | None = None
     """A real window of canonical readings (``readings``: list of records) with the outputs
     this model gave for it (``expected``), so a serving runtime can check itself at start."""
+    reference: pd.DataFrame | None = None
+    """A sample of the training rows' drift features (see :mod:`pdm_core.drift_inputs`)."""
 
     def __post_init__(self) -> None:
         missing = [c for c in ("risk_classifier",) if c not in self.components]
@@ -112,22 +115,30 @@ class FleetModel:
         (directory / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
         if self.example is not None:
             (directory / "example.json").write_text(json.dumps(self.example, default=str))
+        if self.reference is not None:
+            self.reference.to_parquet(directory / REFERENCE_FILE, index=False)
         for kind, component in self.components.items():
             component.save(directory / kind)
         return directory
 
     @classmethod
-    def load(cls, directory: Path, serving: bool = False) -> FleetModel:
+    def load(
+        cls, directory: Path, serving: bool = False, with_reference: bool | None = None
+    ) -> FleetModel:
         """Reads a bundle written by :meth:`save`.
 
         Args:
             directory: The bundle directory.
             serving: Use the numpy runtime of Keras networks (no TensorFlow import); see
                 :meth:`TrainedModel.load`.
+            with_reference: Read the drift reference too (default: unless ``serving``).
         """
+        if with_reference is None:
+            with_reference = not serving
         directory = Path(directory)
         meta = json.loads((directory / "bundle.json").read_text())
         example = directory / "example.json"
+        reference = directory / REFERENCE_FILE
         return cls(
             feature_state=FeatureState.from_json((directory / "feature_state.json").read_text()),
             components={
@@ -136,6 +147,7 @@ class FleetModel:
             thresholds=RiskThresholds(**meta["thresholds"]),
             info=meta.get("info", {}),
             example=json.loads(example.read_text()) if example.exists() else None,
+            reference=pd.read_parquet(reference) if with_reference and reference.exists() else None,
         )
 
 

@@ -1,0 +1,163 @@
+"""Drift report: recent landed telemetry against the champion's training reference.
+
+Per monitored feature (see :mod:`pdm_core.drift_inputs`) a two-sample Kolmogorov-Smirnov test
+with a multiple-testing correction; a feature drifts only when the corrected p-value is below
+alpha **and** the KS statistic reaches the minimum effect size. The drift share is what the
+drift sensor compares with the retraining threshold. Evidently's HTML report of the same
+columns (KS forced) is written for people and linked from the metadata.
+"""
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from pdm_assets.ingestion import LANDED, TABLE, table_exists
+from pdm_assets.metadata import check_result, markdown_table
+from pdm_core import schema
+from pdm_resources.artifacts import ArtifactStore
+from pdm_resources.drift_policy import DriftPolicy
+from pdm_resources.mlflow_tracking import MlflowTracking
+
+DRIFT_REPORT = "drift_report"
+
+
+def recent_readings(connection, batches: int) -> tuple[pd.DataFrame, list[str]]:  # type: ignore[no-untyped-def]
+    """Readings of the ``batches`` most recently ingested batches, and their ids (newest first)."""
+    if not table_exists(connection):
+        return pd.DataFrame(), []
+    ids = [
+        row[0]
+        for row in connection.execute(
+            f"select batch_id from {TABLE} group by batch_id "
+            "order by max(ingested_at) desc, batch_id desc limit ?",
+            [batches],
+        ).fetchall()
+    ]
+    if not ids:
+        return pd.DataFrame(), []
+    frame = connection.execute(
+        f"select * from {TABLE} where batch_id in (select unnest(?)) order by machine_id, cycle",
+        [ids],
+    ).df()
+    return frame, ids
+
+
+def report_version(champion_version: str, batches: list[str], policy: DriftPolicy) -> str:
+    """Data version of a report: the champion, the batches compared and the test settings."""
+    text = json.dumps([champion_version, sorted(batches), policy.model_dump()], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dg.asset(
+    name=DRIFT_REPORT,
+    deps=[LANDED, "champion_model"],
+    group_name="monitoring",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "drift_share_below_threshold", asset=DRIFT_REPORT, blocking=False,
+            description="The share of drifted features stays below the retraining threshold.",
+        )
+    ],
+)  # fmt: skip
+def drift_report(
+    context: dg.AssetExecutionContext,
+    drift_policy: DriftPolicy,
+    warehouse: DuckDBResource,
+    mlflow_tracking: MlflowTracking,
+    artifacts: ArtifactStore,
+):  # type: ignore[no-untyped-def]
+    """KS drift of the newest landed batches against the champion's training reference."""
+    from pdm_assets.promotion import load_fleet_model
+    from pdm_core.drift import ks_drift
+    from pdm_core.drift_inputs import current_features, monitored_features
+
+    bundle, version = load_fleet_model(mlflow_tracking, serving=True)
+    champion = str(version.version)
+    with warehouse.get_connection() as connection:
+        recent, batches = recent_readings(connection, drift_policy.recent_batches)
+    state = bundle.feature_state
+    columns = monitored_features(state)
+    settings = drift_policy.settings()
+    data_version = report_version(champion, batches, drift_policy)
+    metadata: dict[str, object] = {
+        "champion_version": champion,
+        "batches": dg.MetadataValue.json(batches),
+        "threshold": drift_policy.threshold,
+    }
+    no_verdict = ""
+    if recent.empty:
+        no_verdict = "no landed telemetry yet"
+    elif bundle.reference is None:
+        no_verdict = (
+            f"champion v{champion} was trained before drift monitoring and stores no drift "
+            "reference; the next promoted model will (run the retrain job)"
+        )
+    if no_verdict:
+        summary = {
+            "champion_version": champion, "batches": batches, "drift_share": 0.0,
+            "n_checked": 0, "n_drifted": 0, "dataset_drift": False,
+            "threshold": drift_policy.threshold, "reason": no_verdict,
+        }  # fmt: skip
+        metadata.update(drift_share=0.0, n_checked=0, n_drifted=0, reason=no_verdict)
+        context.log.warning(f"no drift verdict: {no_verdict}")
+    else:
+        current = current_features(recent, state)
+        result = ks_drift(bundle.reference, current, columns, settings)
+        summary = {
+            "champion_version": champion,
+            "batches": batches,
+            "rows": len(recent),
+            "unseen_regime_share": round(float(1 - current["regime_known"].mean()), 6),
+            **result.summary(),
+        }
+        metadata.update(
+            drift_share=float(result.drift_share),
+            n_checked=int(result.n_checked),
+            n_drifted=int(result.n_drifted),
+            dataset_drift=bool(result.dataset_drift),
+            rows=len(recent),
+            machines=int(recent[schema.MACHINE].nunique()),
+            unseen_regime_share=summary["unseen_regime_share"],
+            features=dg.MetadataValue.md(markdown_table(result.table, max_rows=50, digits=6)),
+        )
+        if drift_policy.evidently_report:
+            checked = result.table.loc[result.table["verdict"] != "too few samples", "feature"]
+            if len(checked):
+                metadata["evidently_report"] = dg.MetadataValue.url(
+                    _evidently_html(
+                        artifacts, bundle.reference, current, list(checked), data_version
+                    )
+                )
+        context.log.info(
+            f"drift share {result.drift_share:.2f} ({result.n_drifted}/{result.n_checked}) of "
+            f"{len(recent)} readings in {len(batches)} batch(es) vs champion v{champion}"
+        )
+    yield dg.Output(summary, metadata=metadata, data_version=dg.DataVersion(data_version))
+    share = float(summary["drift_share"])
+    yield check_result(
+        "drift_share_below_threshold", share < drift_policy.threshold, round(share, 6),
+        drift_policy.threshold, asset_key=DRIFT_REPORT,
+        n_drifted=summary["n_drifted"], n_checked=summary["n_checked"],
+        reason=summary.get("reason", ""),
+    )  # fmt: skip
+
+
+def _evidently_html(
+    artifacts: ArtifactStore,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str],
+    version: str,
+) -> str:
+    """Writes Evidently's drift report (KS on the same columns) and returns its URI."""
+    from pdm_core.drift import evidently_ks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        html = Path(tmp) / "report.html"
+        evidently_ks(reference, current, columns, html_path=html)
+        return artifacts.write_bytes(f"drift/drift-{version}.html", html.read_bytes())

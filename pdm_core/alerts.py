@@ -1,0 +1,128 @@
+"""Alerts: one value type for everything the platform warns people about.
+
+An :class:`Alert` is raised for model drift, a failed asset check, a failed Dagster run or a
+machine whose predicted failure risk is high. Each alert names the event it comes from in its
+``dedup_key``, so that the same event never alerts twice however often it is seen (a sensor
+that re-reads an event, a retried run). Recording and delivering alerts is the job of
+``pdm_resources.alerts.AlertSink``; this module is pure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+AlertKind = Literal["drift", "check_failed", "run_failed", "high_risk"]
+AlertSeverity = Literal["info", "warning", "critical"]
+
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+ALERT_SEVERITIES: tuple[str, ...] = get_args(AlertSeverity)
+ALERT_SOURCE = "pdm-platform"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """Formats an aware datetime as ISO-8601 in UTC with a ``Z`` suffix.
+
+    Args:
+        moment: A timezone-aware datetime.
+
+    Returns:
+        For example ``"2026-01-31T02:00:00.123456Z"``.
+    """
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert, identified by the event it comes from.
+
+    Attributes:
+        kind: What happened: ``drift``, ``check_failed``, ``run_failed`` or ``high_risk``.
+        severity: ``info``, ``warning`` or ``critical``.
+        title: One line for people (a chat message's first line, an e-mail subject).
+        details: JSON-serialisable facts about the event (ids, values, thresholds).
+        dedup_key: Names the event, so that it alerts once: a run id, an asset check
+            evaluation's storage id, a drift report's data version, or machine, model version
+            and cycle of a high-risk prediction (see the ``*_dedup_key`` helpers).
+        created_at: When the alert was raised (timezone-aware, normalised to UTC).
+    """
+
+    kind: AlertKind
+    severity: AlertSeverity
+    title: str
+    details: dict[str, Any] = field(hash=False)
+    dedup_key: str
+    created_at: datetime = field(default_factory=_utc_now)
+
+    def __post_init__(self) -> None:
+        """Validates the fields and normalises ``created_at`` to UTC.
+
+        Raises:
+            ValueError: On an unknown kind or severity, an empty title or dedup key, a naive
+                ``created_at``, or details that are not JSON-serialisable.
+        """
+        if self.kind not in ALERT_KINDS:
+            raise ValueError(f"unknown alert kind {self.kind!r}; expected one of {ALERT_KINDS}")
+        if self.severity not in ALERT_SEVERITIES:
+            raise ValueError(
+                f"unknown alert severity {self.severity!r}; expected one of {ALERT_SEVERITIES}"
+            )
+        if not self.title.strip():
+            raise ValueError("an alert needs a title")
+        if not self.dedup_key.strip():
+            raise ValueError("an alert needs a dedup_key")
+        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
+            raise ValueError("created_at must be timezone-aware")
+        try:
+            json.dumps(self.details)
+        except Exception as error:  # TypeError, ValueError, or a refusing object's own error
+            raise ValueError(f"alert details are not JSON-serialisable: {error}") from error
+        object.__setattr__(self, "details", dict(self.details))
+        object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns the webhook payload.
+
+        Returns:
+            ``{"kind", "severity", "title", "details", "dedup_key", "created_at", "source"}``
+            with ``created_at`` as ISO-8601 UTC (``...Z``) and ``source`` ``"pdm-platform"``.
+        """
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "title": self.title,
+            "details": self.details,
+            "dedup_key": self.dedup_key,
+            "created_at": iso_utc(self.created_at),
+            "source": ALERT_SOURCE,
+        }
+
+
+def drift_dedup_key(report_data_version: str) -> str:
+    """Dedup key of a drift alert: one alert per drift report (its data version)."""
+    return f"drift-{report_data_version}"
+
+
+def high_risk_dedup_key(machine_id: str | int, model_version: str | int, cycle: int) -> str:
+    """Dedup key of a high-risk alert: one per machine, model version and cycle."""
+    return f"high_risk-{machine_id}-{model_version}-{cycle}"
+
+
+def check_failed_dedup_key(storage_id: int, run_id: str | None = None) -> str:
+    """Dedup key of a failed asset check evaluation.
+
+    Args:
+        storage_id: The evaluation event's storage id in the Dagster event log.
+        run_id: Needed only where storage ids are not unique across runs (Dagster's default
+            run-sharded SQLite event log keeps one id sequence per run).
+
+    Returns:
+        ``check-<storage_id>``, or ``check-<run_id>-<storage_id>`` when ``run_id`` is given.
+    """
+    return f"check-{run_id}-{storage_id}" if run_id else f"check-{storage_id}"
