@@ -47,9 +47,29 @@ def recent_readings(connection, batches: int) -> tuple[pd.DataFrame, list[str]]:
     return frame, ids
 
 
+def reference_from_training_set(
+    connection, champion_data: str | None, current_data: str, state
+) -> pd.DataFrame | None:  # type: ignore[no-untyped-def]
+    """The reference of a champion saved before models stored one (older bundles).
+
+    Only when the warehouse's ``training_set`` is the very data the champion was trained on
+    (same data version, as after a retrain that tied); otherwise None (no verdict).
+    """
+    from pdm_core.drift_inputs import monitored_features, reference_sample
+
+    if not champion_data or champion_data != current_data:
+        return None
+    if not table_exists(connection, "pdm.training_set"):
+        return None
+    columns = ", ".join(f'"{c}"' for c in [*monitored_features(state), "split"])
+    frame = connection.execute(f"select {columns} from pdm.training_set").df()
+    return reference_sample(frame, state)
+
+
 def report_version(champion_version: str, batches: list[str], policy: DriftPolicy) -> str:
     """Data version of a report: the champion, the batches compared and the test settings."""
-    text = json.dumps([champion_version, sorted(batches), policy.model_dump()], sort_keys=True)
+    tested = policy.model_dump(exclude={"cooldown_minutes", "evidently_report"})
+    text = json.dumps([champion_version, sorted(batches), tested], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -72,16 +92,22 @@ def drift_report(
     artifacts: ArtifactStore,
 ):  # type: ignore[no-untyped-def]
     """KS drift of the newest landed batches against the champion's training reference."""
+    from pdm_assets.models import training_data_version
     from pdm_assets.promotion import load_fleet_model
     from pdm_core.drift import ks_drift
     from pdm_core.drift_inputs import current_features, monitored_features
 
     bundle, version = load_fleet_model(mlflow_tracking, serving=True)
     champion = str(version.version)
-    with warehouse.get_connection() as connection:
-        recent, batches = recent_readings(connection, drift_policy.recent_batches)
     state = bundle.feature_state
     columns = monitored_features(state)
+    with warehouse.get_connection() as connection:
+        recent, batches = recent_readings(connection, drift_policy.recent_batches)
+        if bundle.reference is None and not recent.empty:
+            bundle.reference = reference_from_training_set(
+                connection, bundle.info.get("data_version"), training_data_version(context),
+                state,
+            )  # fmt: skip
     settings = drift_policy.settings()
     data_version = report_version(champion, batches, drift_policy)
     metadata: dict[str, object] = {
@@ -94,8 +120,9 @@ def drift_report(
         no_verdict = "no landed telemetry yet"
     elif bundle.reference is None:
         no_verdict = (
-            f"champion v{champion} was trained before drift monitoring and stores no drift "
-            "reference; the next promoted model will (run the retrain job)"
+            f"champion v{champion} was saved before models stored a drift reference, and "
+            "the warehouse's training_set is no longer its training data; the next promoted "
+            "model will have one (run the retrain job)"
         )
     if no_verdict:
         summary = {
