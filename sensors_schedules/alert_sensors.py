@@ -69,6 +69,21 @@ def _outcome_counts(outcomes: Sequence[Any]) -> int:
 # ---------------------------------------------------------------------- run failures
 
 
+PROMOTION_GATE = "not_worse_than_champion"
+
+
+def only_the_promotion_gate(failed_steps: Mapping[str, str | None]) -> bool:
+    """True when the only failure is the blocking promotion check (a candidate rejected).
+
+    Args:
+        failed_steps: Step key -> root error message of every failed step.
+    """
+    return bool(failed_steps) and all(
+        step == "fleet_model_candidate" and PROMOTION_GATE in (error or "")
+        for step, error in failed_steps.items()
+    )
+
+
 @dg.run_failure_sensor(
     name="alert_on_run_failure",
     minimum_interval_seconds=30,
@@ -104,11 +119,18 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertSink)
     title = f"Run {run.run_id[:8]} of {run.job_name} failed"
     if first_error:
         title += f": {first_error.splitlines()[0][:200]}"
+    severity = "critical"
+    if only_the_promotion_gate(failed_steps):
+        severity = "info"
+        title = (
+            f"Run {run.run_id[:8]} of {run.job_name}: the retrained model was not better, "
+            "the champion stays (promotion gate)"
+        )
     outcomes = alerts.raise_alerts(
         [
             Alert(
                 kind="run_failed",
-                severity="critical",
+                severity=severity,
                 title=title,
                 details=details,
                 dedup_key=run.run_id,

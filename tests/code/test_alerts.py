@@ -21,7 +21,11 @@ import pytest
 
 from pdm_core.alerts import Alert, check_failed_dedup_key, high_risk_dedup_key
 from pdm_resources.alerts import AlertSink
-from sensors_schedules.alert_sensors import alert_on_failed_checks, alert_on_run_failure
+from sensors_schedules.alert_sensors import (
+    alert_on_failed_checks,
+    alert_on_run_failure,
+    only_the_promotion_gate,
+)
 
 # ---------------------------------------------------------------------- fixtures
 
@@ -502,6 +506,38 @@ def test_run_failure_sensor_raises_run_failed_alert(tmp_path: Path, receiver: Re
     assert "sensor 14 reads nonsense" in details["failed_steps"]["explode"]
     assert len(receiver.bodies) == 1
     assert json.loads(receiver.bodies[0])["dedup_key"] == result.run_id
+
+
+@dg.asset(
+    name="fleet_model_candidate",
+    check_specs=[
+        dg.AssetCheckSpec("not_worse_than_champion", asset="fleet_model_candidate", blocking=True)
+    ],
+)
+def rejected_candidate():  # type: ignore[no-untyped-def]
+    yield dg.Output(1)
+    yield dg.AssetCheckResult(check_name="not_worse_than_champion", passed=False)
+
+
+def test_rejected_candidate_is_an_info_alert_not_a_critical_one(tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([rejected_candidate], instance=instance, raise_on_error=False)
+    assert not result.success
+    sink = make_sink(tmp_path, "")
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources={"alerts": sink},
+    )
+    alert_on_run_failure(context)
+    (row,) = table_rows(tmp_path / "warehouse.duckdb")
+    assert row["severity"] == "info"
+    assert "champion stays" in str(row["title"])
+    assert only_the_promotion_gate({"fleet_model_candidate": "x: not_worse_than_champion"})
+    assert not only_the_promotion_gate({"fleet_model_candidate": "x", "other": None})
+    assert not only_the_promotion_gate({})
 
 
 def test_sensor_definitions() -> None:
