@@ -428,3 +428,13 @@ def test_split_tolerates_float_noise_as_redelivery(tmp_path: Path) -> None:
     assert redelivered == 1
     assert conflicts.empty
     assert len(new) == len(batch) - 1
+
+
+def test_readme_example_batch_meets_the_default_contract() -> None:
+    from pdm_core.landing import LandingContract, read_landed_file
+    from pdm_core.simulator import SimulatorConfig, dataset_info
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "landing" / "example-batch.csv"
+    batch = read_landed_file(path, LandingContract.from_info(dataset_info(SimulatorConfig())))
+    assert len(batch.frame) == 10 and batch.rejects.empty
+    assert batch.frame["failure_within_h"].notna().all()  # labelled: usable for retraining
