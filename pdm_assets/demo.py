@@ -14,11 +14,6 @@ from typing import Any
 from pdm_assets.instance import ensure_instance
 
 
-def _value(metadata: dict[str, Any], key: str) -> Any:
-    item = metadata.get(key)
-    return getattr(item, "value", item)
-
-
 def summarize(result: Any, expected: set[str], source: str, elapsed: float) -> tuple[str, bool]:
     """Builds the printed summary of a run and says whether everything succeeded.
 
@@ -32,6 +27,7 @@ def summarize(result: Any, expected: set[str], source: str, elapsed: float) -> t
         ``(text, ok)``; ok is False when the run failed, an asset was not materialised or a
         check failed.
     """
+    from pdm_assets.metadata import metadata_value as _value
     from pdm_resources import paths
 
     materialized = {

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pdm_assets.instance import ensure_instance
+from pdm_assets.metadata import metadata_value
 from pdm_resources import paths
 
 RUN_DONE = ("SUCCESS", "FAILURE", "CANCELED")
@@ -43,11 +44,6 @@ def _wait(what: str, probe: Callable[[], Any], timeout: float, every: float = 2.
             return found
         time.sleep(every)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _value(metadata: dict, key: str) -> Any:
-    item = metadata.get(key)
-    return getattr(item, "value", item)
 
 
 class DemoClock:
@@ -96,7 +92,7 @@ class DemoClock:
             return {}
         md = record.asset_materialization.metadata
         keys = ("decision", "reason", "registered_model", "champion_version")
-        return {k: _value(md, k) for k in keys}
+        return {k: metadata_value(md, k) for k in keys}
 
 
 def start_daemon(log: Path, ui_port: int | None = None) -> subprocess.Popen:
@@ -157,11 +153,11 @@ def follow_batch(clock: DemoClock, name: str, batch: str, timeout: float) -> dic
     if run.status.value != "SUCCESS":
         raise RuntimeError(f"ingestion of {name} ended {run.status.value}: run {run.run_id}")
     md = _wait("its drift report", lambda: clock.drift_report_after(run.run_id), 30)
-    share, threshold = _value(md, "drift_share"), _value(md, "threshold")
+    share, threshold = metadata_value(md, "drift_share"), metadata_value(md, "threshold")
     _say(
         f"  {name}: ingested (run {run.run_id[:8]}); drift share {share:.2f} "
-        f"({_value(md, 'n_drifted')}/{_value(md, 'n_checked')} features, threshold "
-        f"{threshold:.2f}) vs champion v{_value(md, 'champion_version')}"
+        f"({metadata_value(md, 'n_drifted')}/{metadata_value(md, 'n_checked')} features, threshold "
+        f"{threshold:.2f}) vs champion v{metadata_value(md, 'champion_version')}"
     )
     return {"run": run, "drift_share": share, "threshold": threshold}
 

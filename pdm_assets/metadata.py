@@ -33,6 +33,12 @@ def frame_metadata(frame: pd.DataFrame, data_version: str, preview_columns: int 
     }
 
 
+def metadata_value(metadata: dict[str, Any], key: str, default: Any = None) -> Any:
+    """The plain value of a metadata entry (``MetadataValue.value``), ``default`` if absent."""
+    item = metadata.get(key)
+    return default if item is None else getattr(item, "value", item)
+
+
 def check_result(
     check_name: str,
     passed: bool,

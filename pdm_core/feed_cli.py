@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -117,8 +116,7 @@ def landing_root() -> Path:
     """
     from pdm_resources import paths
 
-    configured = os.environ.get("PDM_LANDING_DIR")
-    return Path(configured) if configured else paths.pdm_home() / "landing"
+    return paths.landing_dir()
 
 
 def main(argv: list[str] | None = None) -> int:

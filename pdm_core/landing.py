@@ -30,6 +30,7 @@ import pandas as pd
 
 from pdm_core import schema
 from pdm_core.errors import DataValidationError
+from pdm_core.loaders._text import clip
 
 SUFFIXES = (".csv", ".parquet")
 BATCH_ID = "batch_id"
@@ -312,7 +313,7 @@ def read_landed_file(
             problems.append((int(i), schema.CYCLE, frame[schema.CYCLE].iloc[i], reason))
         bad_rows |= conflicting
     rejects = pd.DataFrame(
-        [(source, int(lines[i]), column, _clip(value), reason)
+        [(source, int(lines[i]), column, clip(value), reason)
          for i, column, value, reason in sorted(problems, key=lambda p: p[0])],
         columns=list(schema.REJECT_COLUMNS),
     )  # fmt: skip
@@ -336,11 +337,6 @@ def _text(table: pd.DataFrame, column: str, default: str) -> pd.Series:
         return pd.Series(default, index=table.index, dtype=object)
     text = table[column].astype(str).str.strip()
     return text.where((text != "") & table[column].notna(), default)
-
-
-def _clip(value: object, limit: int = 80) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split_against_existing(

@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.landing_dir is None or args.quarantine_dir is None:
         from pdm_resources import paths
 
-        root = Path(os.environ.get("PDM_LANDING_DIR") or paths.pdm_home() / "landing")
+        root = paths.landing_dir()
         args.landing_dir = args.landing_dir or root / "incoming"
         args.quarantine_dir = args.quarantine_dir or root / "quarantine"
     try:

@@ -117,7 +117,7 @@ class LocalLandingZone(LandingZone):
         """``$PDM_LANDING_DIR``, default ``$PDM_HOME/landing``."""
         from pdm_resources import paths
 
-        return cls(root=os.environ.get("PDM_LANDING_DIR", str(paths.pdm_home() / "landing")))
+        return cls(root=str(paths.landing_dir()))
 
     def _dir(self, name: str) -> Path:
         path = Path(self.root) / name

@@ -37,6 +37,12 @@ def artifacts_dir() -> Path:
     return pdm_home() / "artifacts"
 
 
+def landing_dir() -> Path:
+    """Root of the local landing zone: ``$PDM_LANDING_DIR``, else ``$PDM_HOME/landing``."""
+    configured = os.environ.get("PDM_LANDING_DIR")
+    return Path(configured) if configured else pdm_home() / "landing"
+
+
 def mlflow_tracking_uri() -> str:
     """The local MLflow store (SQLite under ``$PDM_HOME/mlflow``), created if needed."""
     directory = pdm_home() / "mlflow"

@@ -73,12 +73,17 @@ class TelemetrySource(dg.ConfigurableResource):
     def dataset_info(self) -> DatasetInfo:
         """Column roles of this source's data (the landing contract of new files).
 
-        Cheap for the simulator; other sources are loaded once to learn their columns.
+        Read from the configuration for the simulator and your own data (the mapping names the
+        columns); C-MAPSS is loaded (three small text files) to learn its active columns.
         """
         if self.source == "simulator":
             from pdm_core.simulator import SimulatorConfig, dataset_info
 
             return dataset_info(SimulatorConfig(n_machines=1, n_steps=1, horizon=self.horizon))
+        if self.source == "tabular" and self.tabular_config:
+            from pdm_core.loaders import load_mapping, mapping_info
+
+            return mapping_info(load_mapping(Path(self.tabular_config)))
         return self.load().info
 
     def load(self) -> LoadResult:

@@ -16,7 +16,8 @@ import dagster as dg
 
 from pdm_assets.drift import DRIFT_REPORT
 from pdm_assets.jobs import RETRAIN_JOB
-from pdm_core.alerts import Alert
+from pdm_assets.metadata import metadata_value
+from pdm_core.alerts import Alert, drift_dedup_key
 from pdm_resources.alerts import AlertSink
 from pdm_resources.drift_policy import DriftPolicy
 
@@ -77,11 +78,6 @@ def decide_retrain(
     return RetrainDecision(True, f"{shown}: retraining requested")
 
 
-def _value(metadata: dict, key: str, default: object = None) -> object:
-    item = metadata.get(key)
-    return default if item is None else getattr(item, "value", item)
-
-
 @dg.sensor(
     job_name=RETRAIN_JOB,
     minimum_interval_seconds=30,
@@ -104,8 +100,8 @@ def drift_retrain_sensor(
             cursor=context.cursor,
         )
     metadata = record.asset_materialization.metadata
-    share = float(_value(metadata, "drift_share", 0.0))  # type: ignore[arg-type]
-    n_checked = int(_value(metadata, "n_checked", 0))  # type: ignore[arg-type]
+    share = float(metadata_value(metadata, "drift_share", 0.0))  # type: ignore[arg-type]
+    n_checked = int(metadata_value(metadata, "n_checked", 0))  # type: ignore[arg-type]
     tags = record.asset_materialization.tags or {}
     version = str(tags.get("dagster/data_version") or record.storage_id)
     active = context.instance.get_runs(
@@ -121,8 +117,8 @@ def drift_retrain_sensor(
         "drift_share": share,
         "threshold": drift_policy.threshold,
         "report_version": version,
-        "champion_version": _value(metadata, "champion_version"),
-        "batches": _value(metadata, "batches"),
+        "champion_version": metadata_value(metadata, "champion_version"),
+        "batches": metadata_value(metadata, "batches"),
         "decision": decision.reason,
     }
     if share >= drift_policy.threshold and n_checked:
@@ -131,7 +127,7 @@ def drift_retrain_sensor(
                 Alert(
                     kind="drift", severity="warning",
                     title=f"Telemetry drift: {share:.0%} of features drifted",
-                    details=details, dedup_key=f"drift-{version}",
+                    details=details, dedup_key=drift_dedup_key(version),
                 )
             ]
         )  # fmt: skip

@@ -7,6 +7,13 @@ policy (``"quarantine"`` or ``"fail"``).
 """
 
 from pdm_core.loaders.cmapss import CMAPSS_SUBSETS, load_cmapss
-from pdm_core.loaders.tabular import TabularMapping, load_mapping, load_tabular
+from pdm_core.loaders.tabular import TabularMapping, load_mapping, load_tabular, mapping_info
 
-__all__ = ["CMAPSS_SUBSETS", "TabularMapping", "load_cmapss", "load_mapping", "load_tabular"]
+__all__ = [
+    "CMAPSS_SUBSETS",
+    "TabularMapping",
+    "load_cmapss",
+    "load_mapping",
+    "load_tabular",
+    "mapping_info",
+]

@@ -598,22 +598,32 @@ def load_tabular(
     log = RejectLog(policy)
     log.record(raw.source, raw.rejects + columns.rejects, raw.rows_read)
     frame = _assemble(columns, mapping, keep)
-    info = DatasetInfo(
-        name=mapping.name or path.stem,
+    info = mapping_info(
+        mapping,
+        format=file_format,
+        time_kind=columns.time_kind,
+        entity_column=mapping.entity_column,
+        label_column=mapping.label_column,
+    )
+    return LoadResult(frame, info, log.frame(), raw.rows_read)
+
+
+def mapping_info(mapping: TabularMapping, **extra: Any) -> DatasetInfo:
+    """Column roles of the data a mapping describes, known without reading the data file.
+
+    Args:
+        mapping: The mapping.
+        **extra: Details added to ``DatasetInfo.extra`` besides the path.
+    """
+    return DatasetInfo(
+        name=mapping.name or Path(mapping.path).stem,
         sensors=tuple(mapping.feature_columns),
         categoricals=tuple(mapping.categorical_columns),
         ordered=mapping.time_column is not None,
         has_rul=mapping.rul_column is not None,
         horizon=None,
-        extra={
-            "path": str(path),
-            "format": file_format,
-            "time_kind": columns.time_kind,
-            "entity_column": mapping.entity_column,
-            "label_column": mapping.label_column,
-        },
+        extra={"path": str(Path(mapping.path)), **extra},
     )
-    return LoadResult(frame, info, log.frame(), raw.rows_read)
 
 
 def _reject_duplicates(

@@ -478,6 +478,17 @@ def exploding_job() -> None:
     explode()
 
 
+def run_failure_context(instance, result, sink: AlertSink):  # type: ignore[no-untyped-def]
+    """What the daemon hands alert_on_run_failure for a failed in-process run."""
+    return dg.build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources={"alerts": sink},
+    )
+
+
 def test_run_failure_sensor_raises_run_failed_alert(tmp_path: Path, receiver: Receiver) -> None:
     instance = dg.DagsterInstance.ephemeral()
     result = exploding_job.execute_in_process(instance=instance, raise_on_error=False)
@@ -485,14 +496,7 @@ def test_run_failure_sensor_raises_run_failed_alert(tmp_path: Path, receiver: Re
     sink = make_sink(tmp_path, receiver.url)
 
     for _ in range(2):
-        context = dg.build_run_status_sensor_context(
-            sensor_name="alert_on_run_failure",
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            dagster_event=result.get_run_failure_event(),
-            resources={"alerts": sink},
-        )
-        alert_on_run_failure(context)
+        alert_on_run_failure(run_failure_context(instance, result, sink))
 
     (row,) = table_rows(tmp_path / "warehouse.duckdb")
     assert row["kind"] == "run_failed"
@@ -524,14 +528,7 @@ def test_rejected_candidate_is_an_info_alert_not_a_critical_one(tmp_path: Path) 
     result = dg.materialize([rejected_candidate], instance=instance, raise_on_error=False)
     assert not result.success
     sink = make_sink(tmp_path, "")
-    context = dg.build_run_status_sensor_context(
-        sensor_name="alert_on_run_failure",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources={"alerts": sink},
-    )
-    alert_on_run_failure(context)
+    alert_on_run_failure(run_failure_context(instance, result, sink))
     (row,) = table_rows(tmp_path / "warehouse.duckdb")
     assert row["severity"] == "info"
     assert "champion stays" in str(row["title"])
