@@ -45,9 +45,11 @@ def run_seed(data_dir: Path, subset: str, seed: int) -> tuple[dict, dict[str, fl
 
     from pdm_assets import definitions
     from pdm_assets.jobs import PIPELINE_SELECTION
+    from pdm_resources.environment import build_resources
+    from pdm_resources.telemetry_source import TelemetrySource
 
-    resources = definitions.build_resources()
-    resources["telemetry_source"] = definitions.TelemetrySource(
+    resources = build_resources("local")
+    resources["telemetry_source"] = TelemetrySource(
         source="cmapss", cmapss_dir=str(data_dir), cmapss_subset=subset
     )
     assets = list(definitions.defs.assets or [])

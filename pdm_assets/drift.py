@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from pdm_assets.ingestion import LANDED, TABLE, table_exists
 from pdm_assets.metadata import check_result, markdown_table
@@ -22,6 +21,7 @@ from pdm_core import schema
 from pdm_resources.artifacts import ArtifactStore
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.mlflow_tracking import MlflowTracking
+from pdm_resources.warehouse import Warehouse
 
 DRIFT_REPORT = "drift_report"
 
@@ -87,7 +87,7 @@ def report_version(champion_version: str, batches: list[str], policy: DriftPolic
 def drift_report(
     context: dg.AssetExecutionContext,
     drift_policy: DriftPolicy,
-    warehouse: DuckDBResource,
+    warehouse: Warehouse,
     mlflow_tracking: MlflowTracking,
     artifacts: ArtifactStore,
 ):  # type: ignore[no-untyped-def]

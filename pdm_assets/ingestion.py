@@ -2,8 +2,9 @@
 
 ``landing_zone_sensor`` adds a partition of ``telemetry_batches`` for every new file and asks
 for a run of ``ingest_telemetry``; ``landed_telemetry`` then reads the file, checks it against
-the source's contract and writes its readings to ``pdm.landed_telemetry`` in one transaction
-that first deletes the partition's earlier rows. Ingesting a batch twice (a retried run, a
+the source's contract and replaces the partition's rows of ``pdm.landed_telemetry`` at once
+(:meth:`~pdm_resources.warehouse.Warehouse.replace_partition`: one DuckDB transaction locally,
+one Parquet object in S3). Ingesting a batch twice (a retried run, a
 backfill, the same bytes offered again) therefore leaves the table as one ingestion would.
 
 Readings that an earlier batch already delivered (MQTT redelivery, overlapping exports) are
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from pdm_core import schema
 from pdm_core.landing import (
@@ -30,6 +30,7 @@ from pdm_core.landing import (
 )
 from pdm_resources.landing_zone import LandingZone
 from pdm_resources.telemetry_source import TelemetrySource
+from pdm_resources.warehouse import Warehouse
 
 LANDED = "landed_telemetry"
 TABLE = f"pdm.{LANDED}"
@@ -64,23 +65,6 @@ def existing_readings(connection, batch: pd.DataFrame, exclude: str) -> pd.DataF
         connection.unregister("_pdm_keys")
 
 
-def replace_batch(connection, rows: pd.DataFrame, batch: str) -> None:  # type: ignore[no-untyped-def]
-    """Deletes the batch's earlier rows and inserts ``rows``, in one transaction."""
-    connection.execute("create schema if not exists pdm")
-    connection.register("_pdm_rows", rows)
-    try:
-        connection.execute("begin transaction")
-        connection.execute(f"create table if not exists {TABLE} as select * from _pdm_rows limit 0")
-        connection.execute(f"delete from {TABLE} where batch_id = ?", [batch])
-        connection.execute(f"insert into {TABLE} by name select * from _pdm_rows")
-        connection.execute("commit")
-    except Exception:
-        connection.execute("rollback")
-        raise
-    finally:
-        connection.unregister("_pdm_rows")
-
-
 def conflict_rejects(source: str, conflicts: pd.DataFrame) -> pd.DataFrame:
     """Reject rows for readings already ingested with other values (the earlier batch wins)."""
     key = conflicts[schema.MACHINE].astype(str) + " cycle " + conflicts[schema.CYCLE].astype(str)
@@ -113,7 +97,7 @@ def conflict_rejects(source: str, conflicts: pd.DataFrame) -> pd.DataFrame:
 def landed_telemetry(
     context: dg.AssetExecutionContext,
     landing_zone: LandingZone,
-    warehouse: DuckDBResource,
+    warehouse: Warehouse,
     telemetry_source: TelemetrySource,
 ):  # type: ignore[no-untyped-def]
     """Readings of one landed file (partition = batch id), appended to ``pdm.landed_telemetry``."""
@@ -135,7 +119,7 @@ def landed_telemetry(
         fresh, conflicts, redelivered = split_against_existing(rows, seen, contract.numeric)
         stored = fresh.assign(**{BATCH_ID: batch, INGESTED_AT: datetime.now(UTC)})
         stored = stored[[*contract.table_columns(), INGESTED_AT]]
-        replace_batch(connection, stored, batch)
+    stored_in = warehouse.replace_partition(LANDED, BATCH_ID, batch, stored)
     rejects = pd.concat([landed.rejects, conflict_rejects(name, conflicts)])
     metadata: dict[str, object] = {
         "file": name,
@@ -148,6 +132,7 @@ def landed_telemetry(
         "labelled_rows": int(stored[schema.LABEL].notna().sum()),
         "machines": int(stored[schema.MACHINE].nunique()),
         "ingest_seconds": round(time.perf_counter() - started, 3),
+        "stored_in": stored_in,
     }
     if len(stored):
         metadata["cycles"] = f"{int(stored[schema.CYCLE].min())}..{int(stored[schema.CYCLE].max())}"

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from pdm_assets.metadata import check_result, frame_metadata
@@ -11,6 +10,7 @@ from pdm_core.training_window import combine_with_landed
 from pdm_core.versioning import frame_version
 from pdm_resources.artifacts import ArtifactStore
 from pdm_resources.telemetry_source import TelemetrySource
+from pdm_resources.warehouse import Warehouse
 
 RAW = "raw_telemetry"
 MIN_PREVALENCE, MAX_PREVALENCE = 0.001, 0.5
@@ -81,7 +81,7 @@ class TrainingWindow(dg.Config):
     )
 
 
-def landed_rows(warehouse: DuckDBResource, window: TrainingWindow) -> pd.DataFrame:
+def landed_rows(warehouse: Warehouse, window: TrainingWindow) -> pd.DataFrame:
     """Rows of ``pdm.landed_telemetry`` inside the window (empty when nothing landed)."""
     from pdm_assets.ingestion import TABLE, table_exists
 
@@ -121,7 +121,7 @@ def raw_telemetry(
     config: TrainingWindow,
     telemetry_source: TelemetrySource,
     artifacts: ArtifactStore,
-    warehouse: DuckDBResource,
+    warehouse: Warehouse,
 ):  # type: ignore[no-untyped-def]
     """The source's telemetry plus labelled landed readings; rejected rows go to quarantine."""
     context.log.info(f"loading {telemetry_source.describe()}")

@@ -1,7 +1,7 @@
 """Artifact stores: files the pipeline writes for people (quarantined rows, reports).
 
 A small interface, :class:`ArtifactStore`, with a local-filesystem implementation for the
-embedded default; an S3 implementation plugs in behind the same two methods.
+embedded default and an S3 one for ``PDM_ENV=prod``, behind the same two methods.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+
+from pdm_resources.s3_location import S3Location
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -47,3 +49,29 @@ class LocalArtifactStore(ArtifactStore):
     def uri(self, key: str) -> str:
         """Returns the file URI for ``key``."""
         return self._path(key).as_uri()
+
+
+class S3ArtifactStore(ArtifactStore):
+    """Artifacts as objects under ``<location>/artifacts/`` (``PDM_ENV=prod``).
+
+    Attributes:
+        location: The bucket and prefix shared with the warehouse and the IO managers.
+    """
+
+    location: S3Location
+
+    def _key(self, key: str) -> str:
+        parts = [p for p in key.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            raise ValueError(f"artifact key {key!r} is not a relative path")
+        return self.location.key("artifacts", *parts)
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Puts the object (one PUT: readers see the old or the new bytes) and returns its URL."""
+        object_key = self._key(key)
+        self.location.client().put_object(Bucket=self.location.bucket, Key=object_key, Body=data)
+        return f"s3://{self.location.bucket}/{object_key}"
+
+    def uri(self, key: str) -> str:
+        """Returns the ``s3://`` URL for ``key``."""
+        return f"s3://{self.location.bucket}/{self._key(key)}"

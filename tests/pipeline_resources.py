@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from pdm_resources.alerts import AlertSink
 from pdm_resources.artifacts import LocalArtifactStore
@@ -13,7 +12,7 @@ from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.landing_zone import LocalLandingZone
 from pdm_resources.mlflow_tracking import MlflowTracking
 from pdm_resources.telemetry_source import TelemetrySource
-from pdm_resources.warehouse import WarehouseIOManager
+from pdm_resources.warehouse import LocalWarehouse, WarehouseIOManager
 
 
 def local_resources(
@@ -28,7 +27,7 @@ def local_resources(
     resources: dict[str, object] = {
         "telemetry_source": source,
         "warehouse_io_manager": WarehouseIOManager(database=warehouse, schema="pdm"),
-        "warehouse": DuckDBResource(database=warehouse),
+        "warehouse": LocalWarehouse(database=warehouse),
         "io_manager": dg.FilesystemIOManager(base_dir=str(root / "storage")),
         "artifacts": LocalArtifactStore(base_dir=str(root / "artifacts")),
         "mlflow_tracking": tracking

@@ -11,13 +11,13 @@ import boto3
 import dagster as dg
 import duckdb
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from pdm_assets.ingestion import landed_telemetry
 from pdm_core.feed import FeedConfig, batch_frame
 from pdm_core.landing import batch_id
 from pdm_resources.landing_zone import S3LandingZone
 from pdm_resources.telemetry_source import TelemetrySource
+from pdm_resources.warehouse import LocalWarehouse
 from sensors_schedules.landing_sensor import landing_zone_sensor
 
 BUCKET = "pdm-landing"
@@ -77,7 +77,7 @@ def test_s3_zone_lists_ingests_archives_and_quarantines(endpoint: str, tmp_path:
     warehouse = tmp_path / "warehouse.duckdb"
     resources = {
         "landing_zone": zone,
-        "warehouse": DuckDBResource(database=str(warehouse)),
+        "warehouse": LocalWarehouse(database=str(warehouse)),
         "telemetry_source": TelemetrySource(),
     }
     ok = dg.materialize([landed_telemetry], partition_key=good_id, resources=resources,

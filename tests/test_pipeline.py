@@ -10,13 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from pdm_assets import features, telemetry
 from pdm_core.simulator import SimulatorConfig, simulate
 from pdm_resources.artifacts import LocalArtifactStore
 from pdm_resources.telemetry_source import TelemetrySource
-from pdm_resources.warehouse import WarehouseIOManager
+from pdm_resources.warehouse import LocalWarehouse, WarehouseIOManager
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = dg.load_assets_from_modules([telemetry, features])
@@ -39,7 +38,7 @@ def resources(tmp_path: Path, source: TelemetrySource) -> dict[str, object]:
         ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage")),
         "artifacts": LocalArtifactStore(base_dir=str(tmp_path / "artifacts")),
-        "warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb")),
+        "warehouse": LocalWarehouse(database=str(tmp_path / "warehouse.duckdb")),
     }
 
 
