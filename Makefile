@@ -16,7 +16,7 @@ export BENTOML_HOME ?= $(PDM_HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 PDM_SERVE_PORT ?= 3001
 
-.PHONY: help install demo drift-demo feed mqtt-bridge test lint format ui mlflow-ui serve rollback bench bench-cmapss bench-serve bench-drift clean
+.PHONY: help install demo drift-demo feed mqtt-bridge test lint typecheck format ui mlflow-ui serve rollback bench bench-cmapss bench-serve bench-drift clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ test: install  ## Lint, then run the whole test suite
 lint: install  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: install  ## mypy over the packages (settings: [tool.mypy] in pyproject.toml)
+	$(BIN)/mypy
 
 format: install  ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
