@@ -3,6 +3,11 @@
 Local default: ``sqlite:///$PDM_HOME/mlflow/mlflow.db`` with artifacts under
 ``$PDM_HOME/mlflow/artifacts`` (no server). Production: set ``MLFLOW_TRACKING_URI`` (e.g. a
 tracking server backed by PostgreSQL and S3) and, if needed, ``PDM_MLFLOW_ARTIFACTS``.
+
+With a tracking *server* (``http://`` or ``https://``) and no ``PDM_MLFLOW_ARTIFACTS``, the
+experiment is created without an artifact location, so the server picks its own root (the
+proxied ``mlflow-artifacts:`` root of ``mlflow server --serve-artifacts``, e.g. backed by S3);
+a local ``file://`` root would be a path on the pod that logged the run, unreadable elsewhere.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ import dagster as dg
 from pdm_core.registry import CHAMPION, FLEET_MODEL
 from pdm_resources import paths
 
-__all__ = ["CHAMPION", "FLEET_MODEL", "MlflowTracking", "default_tracking_uri"]
+__all__ = [
+    "CHAMPION",
+    "FLEET_MODEL",
+    "MlflowTracking",
+    "default_tracking_uri",
+    "is_tracking_server",
+]
 
 
 default_tracking_uri = paths.mlflow_tracking_uri
@@ -25,6 +36,19 @@ default_tracking_uri = paths.mlflow_tracking_uri
 def default_artifact_location() -> str:
     """Artifact root under ``$PDM_HOME/mlflow/artifacts``."""
     return (paths.pdm_home() / "mlflow" / "artifacts").as_uri()
+
+
+def is_tracking_server(tracking_uri: str) -> bool:
+    """Whether ``tracking_uri`` names an MLflow tracking server (``http://``/``https://``).
+
+    Args:
+        tracking_uri: An MLflow tracking URI.
+
+    Returns:
+        True for a server, which chooses the artifact root itself; False for a store the
+        client writes directly (SQLite, PostgreSQL, a directory).
+    """
+    return tracking_uri.strip().lower().startswith(("http://", "https://"))
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -44,20 +68,32 @@ class MlflowTracking(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> MlflowTracking:
-        """Builds the resource from ``MLFLOW_TRACKING_URI`` / ``PDM_MLFLOW_ARTIFACTS``."""
+        """Builds the resource from ``MLFLOW_TRACKING_URI`` / ``PDM_MLFLOW_ARTIFACTS``.
+
+        Without ``PDM_MLFLOW_ARTIFACTS``, a tracking server gets no artifact location (the
+        server chooses); any other store gets ``$PDM_HOME/mlflow/artifacts``. ``$PDM_HOME`` is
+        only touched (created) when the local default is used.
+        """
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if tracking_uri is None:
+            tracking_uri = default_tracking_uri()
+        fallback = "" if is_tracking_server(tracking_uri) else default_artifact_location()
         return cls(
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", default_tracking_uri()),
-            artifact_location=os.environ.get("PDM_MLFLOW_ARTIFACTS", default_artifact_location()),
+            tracking_uri=tracking_uri,
+            artifact_location=os.environ.get("PDM_MLFLOW_ARTIFACTS", fallback),
         )
 
-    def artifact_root(self) -> str:
+    def artifact_root(self) -> str | None:
         """Artifact root for a new experiment; never MLflow's default ``./mlruns``.
 
-        Without an explicit location, a SQLite store keeps artifacts in an ``artifacts``
-        directory beside its database file, and any other store under ``$PDM_HOME``.
+        Without an explicit location, a tracking server chooses the root itself (``None``), a
+        SQLite store keeps artifacts in an ``artifacts`` directory beside its database file,
+        and any other store under ``$PDM_HOME``.
         """
         if self.artifact_location:
             return self.artifact_location
+        if is_tracking_server(self.tracking_uri):
+            return None
         if self.tracking_uri.startswith("sqlite:///"):
             database = Path(self.tracking_uri.removeprefix("sqlite:///"))
             return (database.parent / "artifacts").resolve().as_uri()

@@ -162,3 +162,73 @@ def mosquitto_server(extra_config: tuple[str, ...] = ()) -> Iterator[tuple[str, 
         if process.stdout is not None:
             process.stdout.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def moto_s3_server(*buckets: str) -> Iterator[str]:
+    """Starts a moto S3 server on 127.0.0.1 (a free port) and yields its endpoint URL.
+
+    The server runs in a thread of this process but answers real HTTP, so other processes
+    (``mlflow server``, the Dagster CLI) can use it too. Dummy AWS credentials and region are
+    set in ``os.environ`` while the server runs (the previous values come back afterwards).
+
+    Args:
+        buckets: Buckets to create before yielding.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.delenv("AWS_PROFILE", raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            client = boto3.client("s3", endpoint_url=endpoint)
+            for bucket in buckets:
+                client.create_bucket(Bucket=bucket)
+            yield endpoint
+        finally:
+            server.stop()
+
+
+@contextmanager
+def dagster_dev_server(env: dict[str, str], log: Path, timeout: float = 240) -> Iterator[str]:
+    """Starts ``dagster dev`` (webserver + daemon) on 127.0.0.1 and yields its base URL.
+
+    The process runs in its own session with ``env`` (set ``PDM_HOME`` and ``DAGSTER_HOME``
+    there; the instance's ``dagster.yaml`` must exist), writes to ``log`` and is stopped with
+    its whole process group (code servers, daemon) afterwards, as ``make drift-demo`` does.
+
+    Args:
+        env: Environment of the server.
+        log: File that receives the server's output (shown when it does not come up).
+        timeout: Seconds to wait for ``/server_info``.
+    """
+    import sys
+
+    from pdm_assets.drift_demo import stop_daemon, ui_answers
+
+    port = free_port()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "pdm_assets.definitions",
+               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    with open(log, "ab") as handle:
+        process = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while not ui_answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"dagster dev did not answer on port {port}:\n{tail}")
+            time.sleep(1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_daemon(process)
