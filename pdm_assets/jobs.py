@@ -11,6 +11,13 @@ INGEST_JOB = "ingest_telemetry"
 RETRAIN_JOB = "retrain"
 DRIFT_CHECK_JOB = "drift_check"
 
+SERIAL_TAG = "pdm/serial"
+"""Runs with the same value of this tag must not overlap (a tag concurrency limit of 1 in the
+production instance, deploy/dagster/dagster.yaml): ingestions compare a batch with the readings
+already stored, and trainings write the same tables and move the same champion alias."""
+INGESTION_RUNS = {SERIAL_TAG: "ingestion"}
+TRAINING_RUNS = {SERIAL_TAG: "training"}
+
 _landed = dg.AssetSelection.assets(LANDED)
 _training = dg.AssetSelection.assets("raw_telemetry", "dataset_info").downstream()
 PIPELINE_SELECTION = dg.AssetSelection.all() - _landed
@@ -19,17 +26,20 @@ PIPELINE_SELECTION = dg.AssetSelection.all() - _landed
 full_pipeline_job = dg.define_asset_job(
     FULL_PIPELINE,
     selection=PIPELINE_SELECTION,
+    tags=TRAINING_RUNS,
     description="Materialises every asset except the per-batch ingestion (what `make demo` "
     "runs): telemetry, features, candidates, promotion, packaging, fleet health, drift report.",
 )
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
     selection=_landed | dg.AssetSelection.assets("drift_report"),
+    tags=INGESTION_RUNS,
     description="Ingests one landed batch (partition) and refreshes the drift report.",
 )
 retrain_job = dg.define_asset_job(
     RETRAIN_JOB,
     selection=_training,
+    tags=TRAINING_RUNS,
     description="Retrains on the source plus landed telemetry, evaluates on a fresh holdout, "
     "promotes only a better model, rebuilds the Bento and the drift report.",
 )

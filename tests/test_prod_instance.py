@@ -21,6 +21,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from pdm_assets.jobs import INGESTION_RUNS, SERIAL_TAG, TRAINING_RUNS
 from tests.services import moto_s3_server, postgres_server
 
 pytestmark = [pytest.mark.xdist_group("prod_instance")]
@@ -174,11 +175,13 @@ def test_instance_is_postgres_k8s_queued_and_s3(instance: dg.DagsterInstance) ->
     coordinator = instance.run_coordinator
     assert isinstance(coordinator, QueuedRunCoordinator)
     queue = coordinator.get_run_queue_config()
-    assert queue.max_concurrent_runs == 1
-    assert {limit["key"] for limit in queue.tag_concurrency_limits} == {
-        "pdm/trigger",
-        "dagster/backfill",
+    assert queue.max_concurrent_runs == 4
+    serial = {
+        (limit["key"], limit["value"], limit["limit"]) for limit in queue.tag_concurrency_limits
     }
+    # The jobs carry these tags (checked in test_code_location_resolves_every_job).
+    assert serial == {(SERIAL_TAG, "ingestion", 1), (SERIAL_TAG, "training", 1)}
+
     assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
     assert instance.run_monitoring_enabled
     assert not instance.telemetry_enabled
@@ -298,6 +301,9 @@ def test_code_location_resolves_every_job(tmp_path: Path, monkeypatch: pytest.Mo
         job = defs.resolve_job_def(name)  # get_job_def's successor for asset jobs
         assert job.name == name
         assert job.graph.node_defs, f"{name} has no nodes"
+    tags = {name: defs.resolve_job_def(name).tags for name in names}
+    assert tags["ingest_telemetry"] == INGESTION_RUNS
+    assert tags["full_pipeline"] == tags["retrain"] == TRAINING_RUNS
     repository = defs.get_repository_def()
     assert set(names) <= {job.name for job in repository.get_all_jobs()}
     assert {s.name for s in repository.sensor_defs} >= {"landing_zone_sensor"}
