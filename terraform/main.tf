@@ -75,7 +75,7 @@ locals {
 
   # Environment of the Dagster run pods and the user-code deployment (pdm_resources reads it).
   pdm_runtime_env = {
-    PDM_ENV               = var.environment
+    PDM_ENV               = "prod" # the S3 resources (pdm_resources/environment.py), whatever var.environment names
     PDM_S3_BUCKET         = local.buckets.dagster_io
     PDM_S3_PREFIX         = var.dagster_io_prefix
     PDM_LANDING_S3_BUCKET = local.buckets.landing
