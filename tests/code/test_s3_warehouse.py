@@ -125,7 +125,9 @@ def test_missing_table_names_where_it_looked(location: S3Location) -> None:
         return absent
 
     resources = {"warehouse_io_manager": S3ParquetIOManager(location=location)}
-    with pytest.raises(FileNotFoundError, match=r"absent under s3://pdm-warehouse-test/.*/warehouse/absent"):
+    with pytest.raises(
+        FileNotFoundError, match=r"absent under s3://pdm-warehouse-test/.*/warehouse/absent"
+    ):
         dg.materialize([absent.to_source_asset(), reader], resources=resources)
 
 
