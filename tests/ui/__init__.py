@@ -1,0 +1,1 @@
+"""Browser tests of the user interfaces (Dagster UI, Evidently report, MLflow UI)."""
