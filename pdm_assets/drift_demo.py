@@ -35,7 +35,7 @@ def _say(text: str) -> None:
     print(f"[drift-demo {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
+def wait_until(what: str, probe: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
     """Polls ``probe`` until it returns something truthy; raises TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,8 +98,8 @@ class DemoClock:
 def start_daemon(log: Path, ui_port: int | None = None) -> subprocess.Popen:
     """Starts ``dagster-daemon run`` (or ``dagster dev``: webserver + daemon on ``ui_port``).
 
-    Output goes to ``log``; the process gets its own session so that :func:`stop_daemon` stops
-    its code servers too.
+    Output goes to ``log``; the process gets its own session so that
+    :func:`stop_process_group` stops its code servers too.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
@@ -125,12 +125,19 @@ def ui_answers(port: int) -> bool:
         return False
 
 
-def stop_daemon(process: subprocess.Popen) -> None:
-    """Stops the daemon and its code server (the whole process group)."""
+def stop_process_group(process: subprocess.Popen, grace: float = 30.0) -> None:
+    """Stops a process started in its own session and everything it forked.
+
+    Used for the daemon (and its code server) here, and for the servers the tests start.
+
+    Args:
+        process: A process started with ``start_new_session=True``.
+        grace: Seconds between SIGTERM and SIGKILL.
+    """
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
@@ -149,10 +156,12 @@ def land(feed_config: Any, count: int) -> list[tuple[str, str]]:
 
 def follow_batch(clock: DemoClock, name: str, batch: str, timeout: float) -> dict:
     """Waits for a batch's ingestion run and prints its drift report."""
-    run = _wait(f"the ingestion run of {name}", lambda: clock.run_for_partition(batch), timeout)
+    run = wait_until(
+        f"the ingestion run of {name}", lambda: clock.run_for_partition(batch), timeout
+    )
     if run.status.value != "SUCCESS":
         raise RuntimeError(f"ingestion of {name} ended {run.status.value}: run {run.run_id}")
-    md = _wait("its drift report", lambda: clock.drift_report_after(run.run_id), 30)
+    md = wait_until("its drift report", lambda: clock.drift_report_after(run.run_id), 30)
     share, threshold = metadata_value(md, "drift_share"), metadata_value(md, "threshold")
     _say(
         f"  {name}: ingested (run {run.run_id[:8]}); drift share {share:.2f} "
@@ -217,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon = start_daemon(log, args.ui_port)
         try:
             if args.ui_port:
-                _wait("the Dagster UI", lambda: ui_answers(args.ui_port), 120, every=1.0)
+                wait_until("the Dagster UI", lambda: ui_answers(args.ui_port), 120, every=1.0)
                 _say(f"Dagster UI answering on http://127.0.0.1:{args.ui_port}")
             _say(f"1) landing {args.stationary} stationary batch(es)")
             for name, batch in land(FeedConfig(**base), args.stationary):
@@ -231,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                 _say("drift stayed below the threshold: no retraining expected")
                 return 1
             _say("3) waiting for the drift sensor to request the retrain job")
-            retrain = _wait("a drift-triggered retrain run", lambda: clock.retrain_runs(started),
-                            args.timeout)[0]  # fmt: skip
+            retrain = wait_until("a drift-triggered retrain run",
+                                 lambda: clock.retrain_runs(started), args.timeout)[0]  # fmt: skip
             _say(
                 f"  retrain run {retrain.run_id[:8]} requested by the sensor "
                 f"(run key {retrain.tags.get('dagster/run_key', '?')})"
             )
-            done = _wait("the retrain run to finish",
+            done = wait_until("the retrain run to finish",
                          lambda: clock.run(retrain.run_id).status.value in RUN_DONE
                          and clock.run(retrain.run_id), args.timeout)  # fmt: skip
             _say(f"  retrain run ended {done.status.value} in {time.time() - started:.0f}s "
@@ -252,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             _say("browse the runs, sensor ticks and reports with: make ui")
             return 0 if decision.get("decision") else 1
         finally:
-            stop_daemon(daemon)
+            stop_process_group(daemon)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tooling import unavailable
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PDM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
@@ -15,10 +17,7 @@ def require_dataset(path: Path) -> Path:
     """Returns ``path`` if it exists; fails under CI (``CI=true``), skips elsewhere."""
     if path.exists():
         return path
-    message = f"dataset not found at {path} (see ../shared/data/README.md)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"dataset not found at {path} (see ../shared/data/README.md)")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tooling import unavailable
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -27,10 +29,7 @@ def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} not found on PATH (.ci/run installs it)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{name} not found on PATH (.ci/run installs it)")
 
 
 def _as_postgres_user(command: list[str]) -> list[str]:
@@ -211,7 +210,7 @@ def dagster_dev_server(env: dict[str, str], log: Path, timeout: float = 240) -> 
     """
     import sys
 
-    from pdm_assets.drift_demo import stop_daemon, ui_answers
+    from pdm_assets.drift_demo import stop_process_group, ui_answers
 
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -231,4 +230,4 @@ def dagster_dev_server(env: dict[str, str], log: Path, timeout: float = 240) -> 
             time.sleep(1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop_daemon(process)
+        stop_process_group(process)

@@ -10,7 +10,6 @@ skips the subprocess tests; under ``CI=true`` they fail.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.tooling import run_ci_script, unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / ".ci" / "validate-ci-files"
@@ -243,43 +244,20 @@ def workflows() -> dict[str, dict[str, Any]]:
     return found
 
 
-def _run(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT)],
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def tools() -> None:
     """Builds (or reuses) .tools/validators; skips here, fails under CI, when it cannot."""
     if all((VALIDATORS / tool).exists() for tool in ("checkov", "hadolint", "check-jsonschema")):
         return
-    result = subprocess.run(
-        [str(REPO_ROOT / ".ci" / "validate-manifests"), "--setup"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_ci_script(REPO_ROOT / ".ci" / "validate-manifests", "--setup")
     if result.returncode != 0:
-        _unavailable(f"cannot build the validators:\n{result.stderr[-3000:]}")
+        unavailable(f"cannot build the validators:\n{result.stderr[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def validated(tools: None) -> subprocess.CompletedProcess[str]:
     """One run of the script on the repository's files."""
-    return _run()
+    return run_ci_script(SCRIPT)
 
 
 @pytest.fixture
@@ -304,14 +282,14 @@ def test_validate_ci_files_rejects_a_checkov_failure(tools, workflows_copy):
         "name: bad\non: push\npermissions: write-all\njobs:\n  a:\n    runs-on: ubuntu-24.04\n"
         '    steps:\n      - run: echo "${{ github.event.head_commit.message }}"\n'
     )
-    result = _run({"WORKFLOWS_DIR": str(workflows_copy)})
+    result = run_ci_script(SCRIPT, env={"WORKFLOWS_DIR": str(workflows_copy)})
     assert result.returncode != 0
     assert "CKV2_GHA_1" in result.stdout and "CKV_GHA_2" in result.stdout
 
 
 def test_validate_ci_files_rejects_a_schema_error(tools, workflows_copy):
     (workflows_copy / "bad.yml").write_text("name: bad\non: push\njobs:\n  a:\n    steps: 3\n")
-    result = _run({"WORKFLOWS_DIR": str(workflows_copy)})
+    result = run_ci_script(SCRIPT, env={"WORKFLOWS_DIR": str(workflows_copy)})
     assert result.returncode != 0
     assert "bad.yml" in result.stdout + result.stderr
 
@@ -319,7 +297,7 @@ def test_validate_ci_files_rejects_a_schema_error(tools, workflows_copy):
 def test_validate_ci_files_rejects_a_hadolint_finding(tools, tmp_path):
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(DOCKERFILE.read_text().replace("uv==", "uv>="))
-    result = _run({"DOCKERFILE": str(dockerfile)})
+    result = run_ci_script(SCRIPT, env={"DOCKERFILE": str(dockerfile)})
     assert result.returncode != 0
     assert "DL3013" in result.stdout + result.stderr
 

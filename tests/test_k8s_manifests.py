@@ -8,13 +8,13 @@ machine that cannot build the tools skips these tests; under ``CI=true`` they fa
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.tooling import run_ci_script, unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / ".ci" / "validate-manifests"
@@ -26,35 +26,18 @@ APP = "pdm-risk-service"
 pytestmark = pytest.mark.xdist_group("k8s_manifests")
 
 
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def tools() -> None:
     """Builds (or reuses) .tools/validators and a renderer; skips here, fails under CI."""
-    result = _run("--setup")
+    result = run_ci_script(SCRIPT, "--setup")
     if result.returncode != 0:
-        _unavailable(f"cannot build the manifest validators:\n{result.stderr[-3000:]}")
+        unavailable(f"cannot build the manifest validators:\n{result.stderr[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def rendered(tools: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     out = tmp_path_factory.mktemp("k8s-rendered")
-    result = _run("--render-only", str(out))
+    result = run_ci_script(SCRIPT, "--render-only", str(out))
     assert result.returncode == 0, result.stderr
     docs = {}
     for overlay in OVERLAYS:
@@ -249,7 +232,7 @@ def test_checkov_skips_are_few_and_justified():
 
 
 def test_validate_manifests_passes(tools):
-    result = _run()
+    result = run_ci_script(SCRIPT)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "OK: dev prod" in result.stderr
 
@@ -263,6 +246,6 @@ def test_validate_manifests_rejects_a_weakened_manifest(tools, tmp_path):
     deployment.write_text(
         text.replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
     )
-    result = _run(env={"OVERLAYS_DIR": str(k8s / "overlays")})
+    result = run_ci_script(SCRIPT, env={"OVERLAYS_DIR": str(k8s / "overlays")})
     assert result.returncode != 0
     assert "CKV_K8S_22" in result.stdout

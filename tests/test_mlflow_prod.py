@@ -10,7 +10,6 @@ no S3 credentials for the MLflow bucket.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
+from pdm_assets.drift_demo import stop_process_group
 from pdm_resources.mlflow_tracking import CHAMPION, MlflowTracking
 from tests.services import free_port, moto_s3_server, postgres_server
 
@@ -28,17 +28,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_prod")]
 
 BUCKET = "pdm-mlflow"
 MODEL = "pdm-prod-shape-model"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stops the server and the workers it forked (its own process group)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 time.sleep(0.3)
             yield {"uri": f"http://127.0.0.1:{port}", "pg": url, "s3": endpoint, "log": log}
         finally:
-            _stop(process)
+            stop_process_group(process, grace=15)
 
 
 def test_run_model_registry_and_alias_through_the_server(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -36,12 +35,15 @@ from pathlib import Path
 
 import pytest
 
+from pdm_assets.drift_demo import stop_process_group
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("readme")]
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DEFAULT_TIMEOUT = 900.0
 MARKER = re.compile(r"^<!--\s*runnable(?::\s*(?P<options>[^>]*?))?\s*-->\s*$")
+ALMOST_MARKER = re.compile(r"^<!--\s*runnable\b")  # a marker MARKER would not read
 FENCE = re.compile(r"^```(?P<lang>bash|sh|python)\s*$")
 
 
@@ -99,16 +101,20 @@ def extract_blocks(markdown: str) -> list[Block]:
         One :class:`Block` per marker.
 
     Raises:
-        ValueError: A marker is not directly followed by a ``bash``/``sh``/``python`` fence,
-            has an unknown option, a background block names no port, or a fence is unclosed.
+        ValueError: A comment that starts like a marker does not parse as one, a marker is not
+            directly followed by a ``bash``/``sh``/``python`` fence, has an unknown option, a
+            background block names no port, or a fence is unclosed.
     """
     lines = markdown.splitlines()
     blocks: list[Block] = []
     index = 0
     while index < len(lines):
-        marker = MARKER.match(lines[index].strip())
+        line = lines[index].strip()
+        marker = MARKER.match(line)
         index += 1
         if not marker:
+            if ALMOST_MARKER.match(line):
+                raise ValueError(f"line {index}: malformed marker {line!r} (options after a colon)")
             continue
         options = _parse_options(marker.group("options"))
         where = f"line {index}"
@@ -196,6 +202,7 @@ def test_extract_blocks_finds_only_marked_blocks() -> None:
         ("<!-- runnable: background -->\n```bash\nx\n```\n", "needs port"),
         ("<!-- runnable: foreground -->\n```bash\nx\n```\n", "unknown runnable option"),
         ("<!-- runnable -->\n```bash\nmake demo\n", "unclosed"),
+        ("<!-- runnable timeout=60 -->\n```bash\nx\n```\n", "malformed marker"),
     ],
 )
 def test_extract_blocks_rejects_broken_markers(text: str, message: str) -> None:
@@ -270,22 +277,12 @@ def _clone(target: Path) -> Path:
     return clone
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 @pytest.fixture()
 def servers() -> Iterator[list[subprocess.Popen]]:
     started: list[subprocess.Popen] = []
     yield started
     for process in reversed(started):
-        _stop(process)
+        stop_process_group(process)
 
 
 def test_readme_walkthrough_runs_in_a_fresh_clone(

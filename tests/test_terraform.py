@@ -11,16 +11,16 @@ function over a directory so the negative tests can show that it reports a broke
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
+
+from tests.tooling import run_ci_script, unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TF_DIR = REPO_ROOT / "terraform"
@@ -336,41 +336,24 @@ def rds_problems(directory: Path) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _run_script(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT)],
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def test_validate_terraform_script_passes():
-    result = _run_script()
+    result = run_ci_script(SCRIPT)
     if result.returncode == MISSING_TERRAFORM_EXIT and "terraform CLI not found" in result.stderr:
-        _unavailable(f"terraform CLI not installed:\n{result.stderr[-1000:]}")
+        unavailable(f"terraform CLI not installed:\n{result.stderr[-1000:]}")
     checkov = REPO_ROOT / ".tools" / "validators" / "bin" / "checkov"
     if result.returncode != 0 and not checkov.exists():
-        _unavailable(f"cannot build the validators:\n{result.stderr[-3000:]}")
+        unavailable(f"cannot build the validators:\n{result.stderr[-3000:]}")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "0 failed" in result.stderr
 
 
 def test_validate_terraform_script_fails_on_unformatted_file(tmp_path):
     if shutil.which("terraform") is None:
-        _unavailable("terraform CLI not installed")
+        unavailable("terraform CLI not installed")
     copy = tmp_path / "terraform"
     shutil.copytree(TF_DIR, copy)
     (copy / "zz_unformatted.tf").write_text('locals {\n  x=1\n    y = "a"\n}\n', encoding="utf-8")
-    result = _run_script({"TF_DIR": str(copy)})
+    result = run_ci_script(SCRIPT, env={"TF_DIR": str(copy)})
     assert result.returncode != 0
     assert "unformatted" in result.stderr
 

@@ -28,14 +28,16 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pdm_assets.drift_demo import stop_process_group, wait_until
 from tests.services import dagster_dev_server, free_port
+from tests.tooling import unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
@@ -99,17 +101,6 @@ def runs(base: str, job: str) -> list[dict[str, Any]]:
     data = graphql(base, RUNS_QUERY, {"filter": {"pipelineName": job}})["runsOrError"]
     assert data["__typename"] == "Runs", data
     return data["results"]
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 3.0) -> Any:
-    """Polls ``probe`` until it returns something truthy; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def http_ok(url: str) -> bool:
@@ -251,10 +242,7 @@ def dagster_url(env: dict[str, str], home: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} not found (.ci/run installs Debian's chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{CHROMIUM} not found (.ci/run installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -306,7 +294,7 @@ def full_run(browser: Any, dagster_url: str, shots: Shots) -> str:
             found = graphql(dagster_url, RUN_QUERY, {"runId": run_id})["runOrError"]
             return found if found.get("status") in RUN_DONE else None
 
-        done = wait_for(f"full_pipeline run {run_id}", finished, timeout=900, every=5)
+        done = wait_until(f"full_pipeline run {run_id}", finished, timeout=900, every=5)
         with shots.step(page, "full-pipeline-run"):
             page.goto(f"{dagster_url}/runs/{run_id}", wait_until="domcontentloaded")
             page.get_by_text("fleet_health", exact=True).first.wait_for(state="visible")
@@ -398,7 +386,7 @@ def test_drift_report_of_a_landed_batch_renders(
         new = [r for r in runs(dagster_url, "ingest_telemetry") if r["runId"] not in started]
         return new[0] if new and new[0]["status"] in RUN_DONE else None
 
-    run = wait_for("the landing-zone sensor's ingestion run", ingested, timeout=600, every=5)
+    run = wait_until("the landing-zone sensor's ingestion run", ingested, timeout=600, every=5)
     assert run["status"] == "SUCCESS", run
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags.get("dagster/sensor_name") == "landing_zone_sensor", tags
@@ -426,8 +414,6 @@ def test_drift_report_of_a_landed_batch_renders(
 @pytest.fixture(scope="module")
 def mlflow_url(home: Path, env: dict[str, str], full_run: str) -> Iterator[str]:
     """``mlflow ui`` with the Makefile's ``mlflow-ui`` arguments, on a free port."""
-    from pdm_assets.drift_demo import stop_daemon
-
     port = free_port()
     store = home / "mlflow"
     command = [str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
@@ -448,7 +434,7 @@ def mlflow_url(home: Path, env: dict[str, str], full_run: str) -> Iterator[str]:
             time.sleep(2)
         yield url
     finally:
-        stop_daemon(process)
+        stop_process_group(process)
 
 
 def close_mlflow_popups(page: Any) -> None:
