@@ -247,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(run key {retrain.tags.get('dagster/run_key', '?')})"
             )
             done = wait_until("the retrain run to finish",
-                         lambda: clock.run(retrain.run_id).status.value in RUN_DONE
-                         and clock.run(retrain.run_id), args.timeout)  # fmt: skip
+                              lambda: clock.run(retrain.run_id).status.value in RUN_DONE
+                              and clock.run(retrain.run_id), args.timeout)  # fmt: skip
             _say(f"  retrain run ended {done.status.value} in {time.time() - started:.0f}s "
                  "after the drifted batch landed")  # fmt: skip
             decision = clock.candidate_of(retrain.run_id)
