@@ -12,13 +12,15 @@ This module must not import Dagster.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:  # pandas and scipy stay out of BentoML's main process (cold start)
@@ -112,6 +114,47 @@ def _fail(rule: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(rule, message)
 
 
+def _seconds(stamps: list[datetime]) -> list[float]:
+    # Naive timestamps are read as UTC-less local times by datetime.timestamp(); only their
+    # order matters here.
+    return [t.timestamp() for t in stamps]
+
+
+def _check_order(order: list[float] | list[int], where: Callable[[int], str]) -> None:
+    """Rules ``duplicate_time`` and ``unsorted`` on the readings' order key."""
+    if all(a < b for a, b in itertools.pairwise(order)):  # the common case, cheap in Python
+        return
+    steps = np.diff(np.asarray(order, dtype=np.float64))
+    if (steps == 0).any():
+        i = int(np.argmax(steps == 0)) + 1
+        raise _fail("duplicate_time", f"{where(i)} repeats {where(i - 1)}")
+    i = int(np.argmax(steps < 0)) + 1
+    raise _fail(
+        "unsorted", f"{where(i)} is earlier than {where(i - 1)}; send readings oldest first"
+    )
+
+
+def _check_too_short(count: int, contract: WindowContract, field: str) -> None:
+    if count < contract.window_length:
+        raise _fail(
+            "window_too_short",
+            f"{field}: {count} given, the model needs at least "
+            f"{contract.window_length} (its longest feature window)",
+        )
+
+
+def _check_sensor_names(names: Any, contract: WindowContract, field: str) -> None:
+    required = set(contract.sensors)
+    known = required | set(contract.ignored_sensors)
+    if not required <= names:
+        raise _fail("missing_sensor", f"{field} lacks {sorted(required - names)}")
+    if not names <= known:
+        raise _fail(
+            "unknown_sensor",
+            f"{field} has {sorted(names - known)}, unknown to the model (known: {sorted(known)})",
+        )
+
+
 def check_window(readings: list[Reading]) -> list[Reading]:
     """Applies the model-dependent rules to one machine's readings.
 
@@ -124,16 +167,10 @@ def check_window(readings: list[Reading]) -> list[Reading]:
     contract = current_contract()
     if contract is None:
         return readings
-    if len(readings) < contract.window_length:
-        raise _fail(
-            "window_too_short",
-            f"readings: {len(readings)} given, the model needs at least "
-            f"{contract.window_length} (its longest feature window)",
-        )
+    _check_too_short(len(readings), contract, "readings")
     cycles = [r.cycle for r in readings]
     if all(c is not None for c in cycles):
-        order = np.asarray(cycles, dtype=np.float64)
-        key = "cycle"
+        _check_order(cycles, lambda i: f"readings[{i}].cycle")  # type: ignore[arg-type]
     else:
         stamps = [r.timestamp for r in readings]
         missing = [i for i, t in enumerate(stamps) if t is None]
@@ -143,34 +180,9 @@ def check_window(readings: list[Reading]) -> list[Reading]:
                 f"readings[{missing[0]}] has no timestamp and not every reading has a cycle: "
                 "every reading needs a cycle, or every reading a timestamp",
             )
-        # Naive timestamps are read as UTC-less local times by datetime.timestamp(); only their
-        # order matters here.
-        order = np.asarray([t.timestamp() for t in stamps], dtype=np.float64)  # type: ignore[union-attr]
-        key = "timestamp"
-    steps = np.diff(order)
-    if (steps == 0).any():
-        i = int(np.argmax(steps == 0)) + 1
-        raise _fail("duplicate_time", f"readings[{i}].{key} repeats readings[{i - 1}].{key}")
-    if (steps < 0).any():
-        i = int(np.argmax(steps < 0)) + 1
-        raise _fail(
-            "unsorted", f"readings[{i}].{key} is earlier than readings[{i - 1}].{key}; "
-            "send readings oldest first",
-        )  # fmt: skip
-    required = set(contract.sensors)
-    known = required | set(contract.ignored_sensors)
+        _check_order(_seconds(stamps), lambda i: f"readings[{i}].timestamp")  # type: ignore[arg-type]
     for i, reading in enumerate(readings):
-        names = reading.sensors.keys()
-        if not required <= names:
-            missing = sorted(required - names)
-            raise _fail("missing_sensor", f"readings[{i}].sensors lacks {missing}")
-        if not names <= known:
-            unknown = sorted(names - known)
-            raise _fail(
-                "unknown_sensor",
-                f"readings[{i}].sensors has {unknown}, unknown to the model "
-                f"(known: {sorted(known)})",
-            )
+        _check_sensor_names(reading.sensors.keys(), contract, f"readings[{i}].sensors")
         if contract.settings and not set(contract.settings) <= reading.settings.keys():
             missing = sorted(set(contract.settings) - reading.settings.keys())
             raise _fail("missing_setting", f"readings[{i}].settings lacks {missing}")
@@ -187,22 +199,124 @@ def check_window(readings: list[Reading]) -> list[Reading]:
     return readings
 
 
+Column = Annotated[list[Value], Field(max_length=MAX_READINGS)]
+
+
+class WindowColumns(BaseModel):
+    """One machine's readings as columns, oldest first: one list per field, all one length.
+
+    The compact form of ``readings``: the same rules apply, and large batches parse several
+    times faster.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cycle: list[Annotated[int, Field(ge=0, le=2**53)]] | None = Field(
+        None, max_length=MAX_READINGS, description="Cycle of each reading; or timestamp."
+    )
+    timestamp: list[datetime] | None = Field(
+        None, max_length=MAX_READINGS, description="Wall-clock time of each reading (ISO 8601)."
+    )
+    sensors: dict[Name, Column] = Field(
+        min_length=1, max_length=256, description="Sensor name -> value of each reading."
+    )
+    settings: dict[Name, Column] = Field(
+        default_factory=dict, max_length=64, description="Operating setting -> values."
+    )
+    regime: list[Name] | None = Field(
+        None, max_length=MAX_READINGS, description="Operating regime of each reading."
+    )
+    time_since_maintenance: list[Annotated[Value, Field(ge=0)]] | None = Field(
+        None, max_length=MAX_READINGS, description="Steps since service, per reading."
+    )
+    categories: dict[Name, Annotated[list[Name], Field(max_length=MAX_READINGS)]] = Field(
+        default_factory=dict, max_length=64, description="Categorical field -> levels."
+    )
+
+    def __len__(self) -> int:
+        return len(next(iter(self.sensors.values())))
+
+
+def check_columns(columns: WindowColumns) -> WindowColumns:
+    """The rules of :func:`check_window` for the columnar form, plus ``ragged_columns``.
+
+    Every list must hold one value per reading (``ragged_columns`` otherwise, applied even
+    before a model is loaded); the model-dependent rules then follow :func:`check_window`.
+    """
+    lengths = {f"columns.sensors.{k}": len(v) for k, v in columns.sensors.items()}
+    lengths.update({f"columns.settings.{k}": len(v) for k, v in columns.settings.items()})
+    lengths.update({f"columns.categories.{k}": len(v) for k, v in columns.categories.items()})
+    for name in ("cycle", "timestamp", "regime", "time_since_maintenance"):
+        values = getattr(columns, name)
+        if values is not None:
+            lengths[f"columns.{name}"] = len(values)
+    first, count = next(iter(lengths.items()))
+    for field, length in lengths.items():
+        if length != count:
+            raise _fail(
+                "ragged_columns",
+                f"{field} has {length} values, {first} has {count}: one value per reading",
+            )
+    contract = current_contract()
+    if contract is None:
+        return columns
+    _check_too_short(count, contract, "columns")
+    if columns.cycle is not None:
+        _check_order(columns.cycle, lambda i: f"columns.cycle[{i}]")
+    elif columns.timestamp is not None:
+        _check_order(_seconds(columns.timestamp), lambda i: f"columns.timestamp[{i}]")
+    else:
+        raise _fail("ordering_key", "columns needs cycle or timestamp to order the readings")
+    _check_sensor_names(columns.sensors.keys(), contract, "columns.sensors")
+    if contract.settings and not set(contract.settings) <= columns.settings.keys():
+        missing = sorted(set(contract.settings) - columns.settings.keys())
+        raise _fail("missing_setting", f"columns.settings lacks {missing}")
+    if contract.needs_regime and columns.regime is None:
+        raise _fail("missing_regime", "columns.regime is required by the model")
+    if contract.needs_time_since_maintenance and columns.time_since_maintenance is None:
+        raise _fail(
+            "missing_time_since_maintenance",
+            "columns.time_since_maintenance is required by the model",
+        )
+    if contract.categoricals and not set(contract.categoricals) <= columns.categories.keys():
+        missing = sorted(set(contract.categoricals) - columns.categories.keys())
+        raise _fail("missing_category", f"columns.categories lacks {missing}")
+    return columns
+
+
 class MachineWindow(BaseModel):
-    """One machine's most recent readings, oldest first."""
+    """One machine's most recent readings, oldest first: ``readings`` or ``columns``."""
 
     model_config = ConfigDict(extra="forbid")
 
     machine_id: Name = Field(description="Machine identifier.")
-    readings: list[Reading] = Field(
+    readings: list[Reading] | None = Field(
+        None,
         min_length=1,
         max_length=MAX_READINGS,
         description="Readings oldest first; at least the model's window length.",
     )
+    columns: WindowColumns | None = Field(
+        None, description="The same readings as columns (give readings or columns)."
+    )
 
     @field_validator("readings")
     @classmethod
-    def _rules(cls, readings: list[Reading]) -> list[Reading]:
-        return check_window(readings)
+    def _rules(cls, readings: list[Reading] | None) -> list[Reading] | None:
+        return None if readings is None else check_window(readings)
+
+    @field_validator("columns")
+    @classmethod
+    def _column_rules(cls, columns: WindowColumns | None) -> WindowColumns | None:
+        return None if columns is None else check_columns(columns)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> MachineWindow:
+        if (self.readings is None) == (self.columns is None):
+            raise _fail(
+                "one_form", "give the window as readings or as columns, not both or neither"
+            )
+        return self
 
 
 class FleetWindows(BaseModel):

@@ -1,20 +1,21 @@
 """The served model: validated windows in, predictions out, with a self-test.
 
-Features come from :func:`pdm_core.features.compute_latest_features`, the pipeline's own
-feature code; predictions from :class:`pdm_core.models.bundle.FleetModel` loaded with its
-serving runtime (numpy for the networks, no TensorFlow).
+Features come from :func:`pdm_core.features.latest_window_features`, the pipeline's own
+feature code on arrays (no pandas per request); predictions from
+:class:`pdm_core.models.bundle.FleetModel` loaded with its serving runtime (numpy for the
+networks, treelite for the gradient-boosting models: neither TensorFlow nor scikit-learn).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from bento_service.convert import frame_from_windows, window_from_frame
+from bento_service.convert import arrays_from_windows, window_from_records
 from bento_service.schemas import (
     MAX_BATCH,
     MAX_READINGS,
@@ -24,8 +25,11 @@ from bento_service.schemas import (
     WindowContract,
     set_contract,
 )
-from pdm_core.features import compute_latest_features
+from pdm_core.features import latest_window_features
 from pdm_core.models.bundle import FleetModel
+
+if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
+    pass
 
 SELF_TEST_TOLERANCE = 1e-5
 
@@ -56,11 +60,15 @@ class ServedModel:
     alias: str | None = None
     source: str = ""
     contract: WindowContract = field(init=False)
+    columns: np.ndarray = field(init=False)
+    """Positions of the model's input features among the feature definition's outputs."""
 
     def __post_init__(self) -> None:
         # One model per process: requests are validated against the model loaded last.
         self.contract = WindowContract.of(self.fleet.feature_state)
         set_contract(self.contract)
+        names = {name: i for i, name in enumerate(self.fleet.feature_state.feature_names)}
+        self.columns = np.array([names[f] for f in self.fleet.features], dtype=np.int64)
 
     @classmethod
     def from_bundle(cls, directory: Path, **identity: Any) -> ServedModel:
@@ -73,39 +81,38 @@ class ServedModel:
         Raises:
             OutOfRangeError: A window's values produce non-finite model outputs.
         """
-        frame = frame_from_windows(windows, self.contract)
-        features = compute_latest_features(frame, self.fleet.feature_state)
-        scored = self.fleet.predict(features)
-        scored.index = features["machine_id"].to_numpy()
-        scored = scored.loc[[w.machine_id for w in windows]]
-        probability = scored["failure_probability"].to_numpy()
+        features = latest_window_features(
+            arrays_from_windows(windows, self.contract), self.fleet.feature_state
+        )
+        scored = self.fleet.score(features[:, self.columns])
+        probability = scored["failure_probability"]
         if not np.isfinite(probability).all():
-            bad = scored.index[~np.isfinite(probability)][0]
+            bad = windows[int(np.argmin(np.isfinite(probability)))].machine_id
             raise OutOfRangeError(
                 f"machine_id '{bad}': readings drive the model out of its numeric range"
             )
-        rul = scored["rul"].to_numpy()
-        anomaly = scored["anomaly_score"].to_numpy()
+        rows = zip(
+            windows,
+            probability.tolist(),
+            scored["risk_level"].tolist(),
+            scored["rul"].tolist(),
+            scored["anomaly_score"].tolist(),
+            scored["anomaly_alert"].tolist(),
+            strict=True,
+        )
+        # Every value is already checked and typed: build the answers without re-validating.
         return [
-            Prediction(
-                machine_id=machine,
-                failure_probability=float(p),
+            Prediction.model_construct(
+                machine_id=window.machine_id,
+                failure_probability=p,
                 risk_level=level,
-                rul=float(r) if np.isfinite(r) else None,
-                anomaly_score=float(a) if np.isfinite(a) else None,
+                rul=r if math.isfinite(r) else None,
+                anomaly_score=a if math.isfinite(a) else None,
                 anomaly_alert=bool(alert),
                 model_name=self.name,
                 model_version=self.version,
             )
-            for machine, p, level, r, a, alert in zip(
-                scored.index,
-                probability,
-                scored["risk_level"],
-                rul,
-                anomaly,
-                scored["anomaly_alert"],
-                strict=True,
-            )
+            for window, p, level, r, a, alert in rows
         ]
 
     def self_test(self) -> Prediction:
@@ -121,8 +128,8 @@ class ServedModel:
         example = self.fleet.example
         if not example:
             raise SelfTestError("the model bundle carries no self-test example window")
-        readings = pd.DataFrame.from_records(example["readings"])
-        window = MachineWindow.model_validate(window_from_frame(readings, self.contract))
+        body = window_from_records(example["readings"], self.contract)
+        window = MachineWindow.model_validate(body)
         got = self.predict([window])[0]
         want = example["expected"]
         for key in ("failure_probability", "rul", "anomaly_score"):

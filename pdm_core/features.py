@@ -3,9 +3,13 @@
 :func:`fit_feature_state` learns what the features need from training rows (active sensors,
 per-regime normalisation, categorical levels). :func:`compute_features` turns canonical
 telemetry into one feature row per reading, for a whole fleet at once.
-:func:`compute_window_features` is the serving path: one machine's recent readings in, the
-feature row of its latest reading out. It calls :func:`compute_features`, so the two cannot
-disagree; ``tests/code/test_feature_parity.py`` proves it on real and simulated data.
+:func:`compute_window_features` scores one machine's recent readings (a frame) at its latest
+reading; it calls :func:`compute_features`, so the two cannot disagree.
+:func:`latest_window_features` is the service's path: many machines' equal-length windows as
+arrays, no pandas. It shares the normalisation, the feature layout and the row features with
+:func:`compute_features` and evaluates the window statistics at the last reading only
+(:class:`pdm_core.rolling.LastWindows`). ``tests/code/test_feature_parity.py`` proves all three
+agree within 1e-9 on real and simulated data.
 
 Features per reading (``s`` a sensor, ``w`` a window length):
 
@@ -27,15 +31,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from pdm_core import schema
-from pdm_core.rolling import STATS, Groups, TrailingWindows
+from pdm_core.rolling import STATS, Groups, LastWindows, TrailingWindows
+
+if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
+    import pandas as pd
 
 _CONSTANT_RTOL = 1e-9
 _CHUNK_ROWS = 1 << 15
@@ -262,6 +269,8 @@ def _raise_non_finite(frame: pd.DataFrame, values: np.ndarray, columns: list[str
 
 def regimes_of(frame: pd.DataFrame, state: FeatureState) -> pd.Series:
     """Returns each row's regime label, deriving it from settings where the state says so."""
+    import pandas as pd
+
     if schema.REGIME in frame.columns:
         return frame[schema.REGIME]
     if state.regime_rounding:
@@ -272,12 +281,21 @@ def regimes_of(frame: pd.DataFrame, state: FeatureState) -> pd.Series:
 
 def _regime_codes(frame: pd.DataFrame, state: FeatureState) -> tuple[np.ndarray, int]:
     """Codes into ``sorted(state.regime_mean)``; unseen regimes get the extra last code."""
-    names = sorted(state.regime_mean)
+    import pandas as pd
+
     regimes = regimes_of(frame, state)
     if isinstance(regimes.dtype, pd.CategoricalDtype):
         codes, uniques = regimes.cat.codes.to_numpy(), regimes.cat.categories.astype(str)
     else:
         codes, uniques = pd.factorize(regimes.astype(str), sort=False)
+    return _known_codes(codes, list(uniques), state)
+
+
+def _known_codes(
+    codes: np.ndarray, uniques: list[str], state: FeatureState
+) -> tuple[np.ndarray, int]:
+    """Maps codes into ``uniques`` to codes into ``sorted(state.regime_mean)`` (unseen: last)."""
+    names = sorted(state.regime_mean)
     lookup = {name: i for i, name in enumerate(names)}
     mapping = np.array([lookup.get(u, len(names)) for u in uniques] + [len(names)])
     return mapping[codes], len(names)
@@ -305,16 +323,23 @@ def normalize(frame: pd.DataFrame, state: FeatureState) -> tuple[np.ndarray, np.
     if not state.config.normalize:
         return z, np.ones(len(frame), dtype=bool)
     codes, unseen = _regime_codes(frame, state)
-    names = sorted(state.regime_mean)
-    means = np.vstack([*(state.regime_mean[r] for r in names), state.global_mean])
-    stds = np.vstack([*(state.regime_std[r] for r in names), state.global_std])
-    for i in range(len(columns)):
-        z[i] -= means[codes, i]
-        z[i] /= stds[codes, i]
+    _standardise(z, codes, state)
     return z, codes != unseen
 
 
+def _standardise(z: np.ndarray, codes: np.ndarray, state: FeatureState) -> None:
+    """In place: ``z[i]`` minus its regime's mean, over its regime's sd (global if unseen)."""
+    names = sorted(state.regime_mean)
+    means = np.vstack([*(state.regime_mean[r] for r in names), state.global_mean])
+    stds = np.vstack([*(state.regime_std[r] for r in names), state.global_std])
+    for i in range(z.shape[0]):
+        z[i] -= means[codes, i]
+        z[i] /= stds[codes, i]
+
+
 def _group_codes(frame: pd.DataFrame) -> np.ndarray:
+    import pandas as pd
+
     machines = frame[schema.MACHINE]
     if isinstance(machines.dtype, pd.CategoricalDtype):
         return machines.cat.codes.to_numpy(dtype=np.int64)
@@ -352,16 +377,37 @@ def _window_features(z: np.ndarray, codes: np.ndarray, state: FeatureState) -> n
         Channels-first array in ``state.feature_names`` order, up to the interactions.
     """
     groups = Groups.from_codes(codes)
+    return _window_block(z, z, lambda w: TrailingWindows(groups, w), state)
+
+
+def _window_block(
+    z: np.ndarray,
+    current: np.ndarray,
+    windows_of: Callable[[int], TrailingWindows | LastWindows],
+    state: FeatureState,
+) -> np.ndarray:
+    """The window block of the features, in ``state.feature_names`` order.
+
+    Args:
+        z: Normalised sensors, sensors first (``(sensors, rows)`` for :class:`TrailingWindows`,
+            ``(sensors, machines, readings)`` for :class:`LastWindows`).
+        current: ``z`` at the output rows (sensors, output rows).
+        windows_of: The windows of one length over ``z``.
+        state: Fitted feature state.
+
+    Returns:
+        Channels-first array (block features, output rows).
+    """
     k = len(state.sensors)
     index = {s: i for i, s in enumerate(state.sensors)}
     pairs = state.interactions
     products = np.stack([z[index[a]] * z[index[b]] for a, b in pairs]) if pairs else None
     width = k * (1 + len(state.windows) * len(state.config.stats)) + len(state.windows) * len(pairs)
-    out = np.empty((width, z.shape[1]), dtype=np.float64)
-    out[:k] = z
+    out = np.empty((width, current.shape[1]), dtype=np.float64)
+    out[:k] = current
     at = k
     for w in state.windows:
-        windows = TrailingWindows(groups, w)
+        windows = windows_of(w)
         stats = windows.stats(z, state.config.stats)
         for name in state.config.stats:
             out[at : at + k] = stats.pop(name)
@@ -388,6 +434,8 @@ def compute_features(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
         FeatureInputError: A required column is missing, a value is NaN or infinite, or a
             (machine_id, cycle) key repeats.
     """
+    import pandas as pd
+
     _check_columns(frame, [schema.MACHINE, schema.CYCLE, *state.required_columns], "telemetry")
     frame = _ensure_sorted(frame)
     n = len(frame)
@@ -414,25 +462,126 @@ def compute_features(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
     else:
         for lo in starts:
             fill(lo)
-    at = len(state.sensors) * (1 + len(state.windows) * len(state.config.stats))
-    at += len(state.windows) * len(state.interactions)
+    tsm = None
     if state.use_time_since_maintenance:
         tsm = frame[schema.TIME_SINCE_MAINTENANCE].to_numpy(dtype=np.float64)
         if not np.isfinite(tsm).all():
             _raise_non_finite(frame, tsm[:, None], [schema.TIME_SINCE_MAINTENANCE])
+    categories = {c: frame[c].astype(str).to_numpy() for c in state.categoricals}
+    _fill_row_features(matrix, state, tsm, known, categories)
+    features = pd.DataFrame(matrix.T, columns=names, copy=False)
+    features.insert(0, schema.CYCLE, frame[schema.CYCLE].to_numpy(dtype=np.int64))
+    features.insert(0, schema.MACHINE, frame[schema.MACHINE].array)
+    return features
+
+
+def _fill_row_features(
+    matrix: np.ndarray,
+    state: FeatureState,
+    tsm: np.ndarray | None,
+    known: np.ndarray,
+    categories: dict[str, np.ndarray],
+) -> None:
+    """Writes the row features after the window block into a channels-first ``matrix``.
+
+    They are time since maintenance, ``regime_known`` and the categorical indicators.
+    """
+    at = len(state.sensors) * (1 + len(state.windows) * len(state.config.stats))
+    at += len(state.windows) * len(state.interactions)
+    if state.use_time_since_maintenance:
         matrix[at] = tsm
         at += 1
     matrix[at] = known
     at += 1
     for column, levels in state.categoricals.items():
-        observed = frame[column].astype(str).to_numpy()
         for level in levels:
-            matrix[at] = observed == level
+            matrix[at] = categories[column] == level
             at += 1
-    features = pd.DataFrame(matrix.T, columns=names, copy=False)
-    features.insert(0, schema.CYCLE, frame[schema.CYCLE].to_numpy(dtype=np.int64))
-    features.insert(0, schema.MACHINE, frame[schema.MACHINE].array)
-    return features
+
+
+@dataclass(frozen=True)
+class WindowArrays:
+    """Equal-length recent windows of several machines, as arrays: the service's input.
+
+    Attributes:
+        sensors: Raw values in ``state.sensors`` order, shape (sensors, machines, readings),
+            oldest reading first.
+        regimes: Regime label of every reading, shape (machines, readings); None where the
+            state derives regimes from ``settings`` or has a single regime.
+        settings: Operating settings in ``state.settings`` order, shape (settings, machines,
+            readings), where the state derives regimes from them.
+        time_since_maintenance: Value at each machine's latest reading, shape (machines,),
+            where the state uses it.
+        categories: Level at each machine's latest reading, per categorical column.
+    """
+
+    sensors: np.ndarray
+    regimes: np.ndarray | None = None
+    settings: np.ndarray | None = None
+    time_since_maintenance: np.ndarray | None = None
+    categories: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def latest_window_features(windows: WindowArrays, state: FeatureState) -> np.ndarray:
+    """Serving path without pandas: the feature row of each machine's latest reading.
+
+    The same computation as :func:`compute_features` (its normalisation, window block and
+    row features), applied to each machine's window and read at its last reading.
+
+    Args:
+        windows: Each machine's last readings (at least ``state.window_length`` of them).
+        state: Fitted feature state.
+
+    Returns:
+        Array (machines x ``len(state.feature_names)``), rows in input order, equal to the
+        pipeline's row for each machine's latest reading.
+
+    Raises:
+        FeatureInputError: Windows shorter than the state's window length, or a value is NaN
+            or infinite (named by sensor, machine and reading).
+    """
+    k, n, length = windows.sensors.shape
+    if k != len(state.sensors):
+        raise FeatureInputError(f"expected {len(state.sensors)} sensors, got {k}")
+    if length < state.window_length:
+        raise FeatureInputError(
+            f"need at least {state.window_length} readings for full windows, got {length}"
+        )
+    z = np.array(windows.sensors, dtype=np.float64).reshape(k, n * length)
+    bad = ~np.isfinite(z)
+    if bad.any():
+        sensor, at = np.argwhere(bad)[0]
+        raise FeatureInputError(
+            f"sensor '{state.sensors[sensor]}' has a non-finite value at machine {at // length}, "
+            f"reading {at % length}"
+        )
+    if state.config.normalize:
+        if windows.regimes is not None:
+            labels = np.asarray(windows.regimes, dtype=str).reshape(n * length)
+        elif state.regime_rounding and windows.settings is not None:
+            values = np.asarray(windows.settings, dtype=np.float64).reshape(-1, n * length)
+            labels = schema.regime_labels(values.T, state.regime_rounding)
+        else:
+            labels = np.full(n * length, schema.NO_REGIME)
+        uniques, inverse = np.unique(labels, return_inverse=True)
+        codes, unseen = _known_codes(inverse, [str(u) for u in uniques], state)
+        _standardise(z, codes, state)
+        known = codes != unseen
+    else:
+        known = np.ones(n * length, dtype=bool)
+    last = np.arange(1, n + 1) * length - 1
+    series = z.reshape(k, n, length)
+    block = _window_block(series, series[:, :, -1], LastWindows, state)
+    matrix = np.empty((len(state.feature_names), n), dtype=np.float64)
+    matrix[: block.shape[0]] = block
+    tsm = windows.time_since_maintenance
+    if state.use_time_since_maintenance:
+        tsm = np.asarray(tsm, dtype=np.float64)
+        if tsm.shape != (n,) or not np.isfinite(tsm).all():
+            raise FeatureInputError("time_since_maintenance needs a finite value per machine")
+    categories = {c: np.asarray(windows.categories[c]).astype(str) for c in state.categoricals}
+    _fill_row_features(matrix, state, tsm, known[last], categories)
+    return matrix.T
 
 
 def compute_latest_features(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
@@ -470,6 +619,8 @@ def compute_window_features(readings: pd.DataFrame, state: FeatureState) -> pd.D
     Raises:
         FeatureInputError: More than one machine, too few readings, or bad values.
     """
+    import pandas as pd
+
     if schema.MACHINE not in readings.columns:
         raise FeatureInputError(f"readings lack column '{schema.MACHINE}'")
     machines = pd.unique(readings[schema.MACHINE])

@@ -30,6 +30,12 @@ STATS: tuple[str, ...] = ("mean", "std", "min", "max", "slope", "roc")
 """
 
 
+def _check_stats(stats: tuple[str, ...]) -> None:
+    unknown = sorted(set(stats) - set(STATS))
+    if unknown:
+        raise ValueError(f"unknown statistics {unknown}; known: {STATS}")
+
+
 @dataclass(frozen=True)
 class Groups:
     """Layout of grouped, time-ordered rows.
@@ -145,9 +151,7 @@ class TrailingWindows:
         Returns:
             Mapping from statistic name to a (channels, rows) array.
         """
-        unknown = sorted(set(stats) - set(STATS))
-        if unknown:
-            raise ValueError(f"unknown statistics {unknown}; known: {STATS}")
+        _check_stats(stats)
         values = np.atleast_2d(np.asarray(values, dtype=np.float64))
         if values.shape[1] != self.n:
             raise ValueError(f"values have {values.shape[1]} rows, windows were built for {self.n}")
@@ -238,6 +242,61 @@ class TrailingWindows:
             within = in_group & (offsets[None, :] < w - 1)
             result[:, idx[within]] = head[:, within]
         return result
+
+
+class LastWindows:
+    """The trailing window of one length at each series' last reading, for equal-length series.
+
+    The serving path scores each machine at its latest reading only: this evaluates
+    :class:`TrailingWindows` statistics at that one row per series directly, instead of at
+    every row. ``tests/code/test_rolling.py`` proves both agree.
+
+    Args:
+        window: Window length in readings (>= 1); series shorter than it use all readings.
+    """
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """Window means of ``values`` (channels, series, readings)."""
+        return self.stats(values, ("mean",))["mean"]
+
+    def stats(self, values: np.ndarray, stats: tuple[str, ...] = STATS) -> dict[str, np.ndarray]:
+        """Computes the last window's statistics of every channel and series.
+
+        Args:
+            values: Array (channels, series, readings), oldest reading first, no NaNs.
+            stats: Names from :data:`STATS`.
+
+        Returns:
+            Mapping from statistic name to a (channels, series) array.
+        """
+        _check_stats(stats)
+        tail = np.asarray(values, dtype=np.float64)[..., -self.window :]
+        count = tail.shape[-1]
+        mean = tail.mean(axis=-1)
+        out: dict[str, np.ndarray] = {"mean": mean}
+        if "std" in stats:
+            if count > 1:
+                std = tail.std(axis=-1, ddof=1)
+                std[(tail == tail[..., :1]).all(axis=-1)] = 0.0  # constant windows, exactly
+            else:
+                std = np.zeros_like(mean)
+            out["std"] = std
+        if "slope" in stats:
+            t = np.arange(count, dtype=np.float64) - (count - 1) / 2.0
+            denominator = float(t @ t) or 1.0
+            out["slope"] = ((tail - mean[..., None]) @ t) / denominator
+        if "roc" in stats:
+            out["roc"] = (tail[..., -1] - tail[..., 0]) / max(count - 1, 1)
+        if "min" in stats:
+            out["min"] = tail.min(axis=-1)
+        if "max" in stats:
+            out["max"] = tail.max(axis=-1)
+        return {name: out[name] for name in stats}
 
 
 def window_stats(

@@ -21,9 +21,12 @@ One row per (machine, time step), sorted by ``machine_id`` then ``cycle``. Colum
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import numpy as np
+
+if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
+    import pandas as pd
 
 MACHINE = "machine_id"
 CYCLE = "cycle"
@@ -117,6 +120,8 @@ class LoadResult:
 
 def empty_rejects() -> pd.DataFrame:
     """Returns an empty rejected-rows frame with the standard columns."""
+    import pandas as pd
+
     return pd.DataFrame({c: pd.Series(dtype="object") for c in REJECT_COLUMNS}).astype(
         {"line": "int64"}
     )
@@ -139,14 +144,21 @@ def regime_from_settings(settings: pd.DataFrame, decimals: tuple[int, ...]) -> p
         raise ValueError(
             f"regime rounding has {len(decimals)} entries for {settings.shape[1]} settings"
         )
+    import pandas as pd
+
+    labels = regime_labels(settings.to_numpy(dtype="float64"), decimals)
+    return pd.Series(labels, index=settings.index, dtype=object)
+
+
+def regime_labels(values: np.ndarray, decimals: tuple[int, ...]) -> np.ndarray:
+    """The labels of :func:`regime_from_settings` for an array (rows x settings)."""
+    if values.shape[1] != len(decimals):
+        raise ValueError(
+            f"regime rounding has {len(decimals)} entries for {values.shape[1]} settings"
+        )
     parts = []
-    for column, ndigits in zip(settings.columns, decimals, strict=True):
+    for column, ndigits in enumerate(decimals):
         # + 0.0 turns -0.0 into 0.0 so that both print the same.
-        rounded = settings[column].to_numpy(dtype="float64").round(ndigits) + 0.0
-        text = pd.Series(rounded).map(lambda v, d=ndigits: f"{v:.{d}f}")
-        parts.append(text)
-    label = parts[0]
-    for part in parts[1:]:
-        label = label + "_" + part
-    label.index = settings.index
-    return label
+        rounded = values[:, column].round(ndigits) + 0.0
+        parts.append([f"{v:.{ndigits}f}" for v in rounded])
+    return np.array(["_".join(p) for p in zip(*parts, strict=True)], dtype=object)

@@ -8,6 +8,7 @@ service keeps serving, and its predictions equal the pipeline's for the same win
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,9 +21,15 @@ import httpx
 import numpy as np
 import pytest
 
-from bento_service.convert import window_from_frame
+from bento_service.convert import columns_from_window, window_from_frame
 from bento_service.schemas import WindowContract
-from tests.service_fixtures import ServedFleet, bentoml_server, build_served_fleet, wait_ready
+from tests.service_fixtures import (
+    REPO,
+    ServedFleet,
+    bentoml_server,
+    build_served_fleet,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.xdist_group("service_http")
 
@@ -118,6 +125,29 @@ def test_batch_scores_many_machines_in_request_order(service: Service) -> None:
         assert predicted["failure_probability"] == pytest.approx(
             single["failure_probability"], abs=1e-9
         )
+
+
+def test_the_columnar_form_gives_the_same_answers(service: Service) -> None:
+    """``columns`` (one list per field) is the same window as ``readings``: same outputs."""
+    machines = [f"M{i:03d}" for i in (3, 8, 12)]
+    rows = [machine_window(service, m, 500 + 7 * i, length=45) for i, m in enumerate(machines)]
+    columns = [columns_from_window(w) for w in rows]
+    batch = post(service, "/predict_batch", {"machines": columns})
+    assert batch.status_code == 200, batch.text
+    for window, compact, answer in zip(rows, columns, batch.json()["predictions"], strict=True):
+        single = post(service, "/predict", compact)
+        assert single.status_code == 200, single.text
+        want = post(service, "/predict", window).json()
+        assert single.json() == want
+        assert answer["machine_id"] == want["machine_id"]
+        assert answer["failure_probability"] == pytest.approx(
+            want["failure_probability"], abs=1e-12
+        )
+    ragged = columns_from_window(rows[0])
+    ragged["columns"]["sensors"]["vibration"].pop()
+    response = post(service, "/predict", ragged)
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["type"] == "ragged_columns"
 
 
 def _bad(service: Service, mutate) -> dict:
@@ -283,3 +313,25 @@ def test_a_broken_model_keeps_the_service_live_and_never_ready(
         assert httpx.get(f"{url}/readyz").status_code == 503
         window = machine_window(service, "M002", 300)
         assert httpx.post(f"{url}/predict", json=window).status_code == 503
+
+
+def test_the_serving_path_imports_no_training_library(service: Service) -> None:
+    """Workers load, self-test and score with numpy, scipy and treelite only: no pandas,
+    scikit-learn, TensorFlow, MLflow or Dagster (each would add seconds to a cold start)."""
+    code = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "import bento_service.service\n"
+        "from bento_service.scoring import ServedModel\n"
+        f"bundle = Path({str(service.fleet.bundle_dir)!r})\n"
+        "model = ServedModel.from_bundle(bundle, name='m', version='1')\n"
+        "model.self_test()\n"
+        "heavy = ('pandas', 'sklearn', 'joblib', 'tensorflow', 'keras', 'mlflow', 'dagster')\n"
+        "print(json.dumps(sorted({k.split('.')[0] for k in sys.modules} & set(heavy))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PDM_MODEL_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -11,14 +11,16 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from pdm_core import schema
 from pdm_core.features import FeatureState, compute_window_features
 from pdm_core.models.trained import TrainedModel
+
+if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
+    import pandas as pd
 
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 COMPONENTS = ("risk_classifier", "rul_regressor", "anomaly_detector")
@@ -80,7 +82,18 @@ class FleetModel:
         missing = [c for c in self.features if c not in features.columns]
         if missing:
             raise ValueError(f"feature rows lack {len(missing)} column(s), e.g. {missing[:5]}")
-        X = features[self.features].to_numpy(dtype=np.float32)
+        import pandas as pd
+
+        return pd.DataFrame(self.score(features[self.features].to_numpy(dtype=np.float32)))
+
+    def score(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Scores a feature matrix (columns in :attr:`features` order), without pandas.
+
+        Returns:
+            :data:`OUTPUT_COLUMNS` -> one value per row (``rul`` and anomaly values are NaN /
+            False when the bundle has no such component).
+        """
+        X = np.asarray(X, dtype=np.float32)
         probability = self.components["risk_classifier"].predict(X)
         n = len(X)
         rul = (
@@ -91,15 +104,13 @@ class FleetModel:
         detector = self.components.get("anomaly_detector")
         score = detector.predict(X) if detector else np.full(n, np.nan)
         alert = score > detector.extra["threshold"] if detector else np.zeros(n, dtype=bool)
-        return pd.DataFrame(
-            {
-                "failure_probability": probability,
-                "risk_level": self.thresholds.level(probability),
-                "rul": rul,
-                "anomaly_score": score,
-                "anomaly_alert": alert,
-            }
-        )
+        return {
+            "failure_probability": probability,
+            "risk_level": self.thresholds.level(probability),
+            "rul": rul,
+            "anomaly_score": score,
+            "anomaly_alert": alert,
+        }
 
     def save(self, directory: Path) -> Path:
         """Writes the bundle directory (replacing an existing one)."""
@@ -135,6 +146,8 @@ class FleetModel:
         """
         if with_reference is None:
             with_reference = not serving
+        if with_reference:
+            import pandas as pd
         directory = Path(directory)
         meta = json.loads((directory / "bundle.json").read_text())
         example = directory / "example.json"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pdm_core import schema
-from pdm_core.split import TEST, TRAIN, VALIDATION
+
+if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
+    import pandas as pd
 
 SPLIT = "split"
 
@@ -111,6 +113,8 @@ def model_data(table: pd.DataFrame, features: list[str]) -> ModelData:
         TrainingDataError: Missing columns, an empty split, non-finite features, or a train
             or validation split with only one class.
     """
+    from pdm_core.split import TEST, TRAIN, VALIDATION
+
     missing = [c for c in [SPLIT, schema.LABEL, schema.RUL, *features] if c not in table.columns]
     if missing:
         raise TrainingDataError(f"training set lacks column(s) {missing}")

@@ -10,7 +10,8 @@ Three kinds of component make up the fleet model:
 Each is saved as a directory: ``meta.json`` plus ``model.keras`` (TensorFlow/Keras) or
 ``model.joblib`` (scikit-learn). Keras networks made of dense layers also get ``dense.npz``,
 the numpy serving runtime (:mod:`pdm_core.models.dense_export`), which the service loads
-instead of TensorFlow.
+instead of TensorFlow; gradient-boosting models get ``trees.tl``, the treelite serving runtime
+(:mod:`pdm_core.models.tree_export`), which the service loads instead of scikit-learn.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import numpy as np
 from pdm_core.models.data import Standardizer
 from pdm_core.models.dense_export import FILE_NAME as DENSE_FILE
 from pdm_core.models.dense_export import DenseNetwork, export_dense
+from pdm_core.models.tree_export import FILE_NAME as TREES_FILE
+from pdm_core.models.tree_export import TreeEnsemble, export_trees
 
 KINDS = ("risk_classifier", "rul_regressor", "anomaly_detector")
 FRAMEWORKS = ("keras", "sklearn")
@@ -74,6 +77,8 @@ class TrainedModel:
             recon = self._raw(Xs)
             return np.mean((recon - Xs) ** 2, axis=1).astype(np.float64)
         if self.kind == "risk_classifier":
+            if isinstance(self.estimator, TreeEnsemble):
+                return self.estimator(Xs).astype(np.float64)
             if self.framework == "sklearn":
                 return self.estimator.predict_proba(Xs)[:, 1].astype(np.float64)
             return self._raw(Xs).reshape(-1).astype(np.float64)
@@ -82,6 +87,8 @@ class TrainedModel:
         return np.clip(self._raw(Xs).reshape(-1) * scale, 0.0, cap).astype(np.float64)
 
     def _raw(self, Xs: np.ndarray) -> np.ndarray:
+        if isinstance(self.estimator, TreeEnsemble):
+            return self.estimator(Xs)
         if self.framework == "sklearn":
             return np.asarray(self.estimator.predict(Xs))
         if isinstance(self.estimator, DenseNetwork):
@@ -100,8 +107,8 @@ class TrainedModel:
             "extra": self.extra,
         }
         (directory / "meta.json").write_text(json.dumps(meta, indent=1))
-        if isinstance(self.estimator, DenseNetwork):
-            raise ValueError(f"{self.name} was loaded for serving (numpy runtime); cannot save")
+        if isinstance(self.estimator, DenseNetwork | TreeEnsemble):
+            raise ValueError(f"{self.name} was loaded for serving; cannot save")
         if self.framework == "keras":
             self.estimator.save(directory / "model.keras")
             dense = export_dense(self.estimator)
@@ -111,6 +118,9 @@ class TrainedModel:
             import joblib
 
             joblib.dump(self.estimator, directory / "model.joblib")
+            trees = export_trees(self.estimator)
+            if trees is not None:
+                trees.save(directory / TREES_FILE)
         return directory
 
     @classmethod
@@ -119,14 +129,18 @@ class TrainedModel:
 
         Args:
             directory: The component directory.
-            serving: Load a Keras network's numpy export (``dense.npz``) where there is one,
-                so that TensorFlow is never imported. Such a component predicts but cannot be
-                saved again.
+            serving: Load the serving runtime where there is one: a Keras network's numpy
+                export (``dense.npz``), so that TensorFlow is never imported, or a boosted
+                model's treelite export (``trees.tl``), so that scikit-learn is not. Such a
+                component predicts but cannot be saved again.
         """
         meta = json.loads((Path(directory) / "meta.json").read_text())
         exported = Path(directory) / DENSE_FILE
+        trees = Path(directory) / TREES_FILE
         if meta["framework"] == "keras" and serving and exported.exists():
             estimator: Any = DenseNetwork.load(exported)
+        elif meta["framework"] == "sklearn" and serving and trees.exists():
+            estimator = TreeEnsemble.load(trees)
         elif meta["framework"] == "keras":
             import keras
 

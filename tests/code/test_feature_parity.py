@@ -1,9 +1,10 @@
 """Parity proof of the one feature definition: serving window path == pipeline row.
 
 For chosen (machine, cycle) pairs of a simulated fleet and of the real C-MAPSS FD001 data,
-``compute_window_features`` on the last N readings of the machine up to that cycle must give
-the pipeline's row of ``compute_features`` on the whole fleet, within 1e-9, for N equal to the
-state's window length and for a longer history.
+``compute_window_features`` on the last N readings of the machine up to that cycle, and the
+service's array path ``latest_window_features`` on the same readings, must give the pipeline's
+row of ``compute_features`` on the whole fleet, within 1e-9, for N equal to the state's window
+length and for a longer history.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pdm_core import schema
 from pdm_core.features import (
     FeatureInputError,
     FeatureState,
+    WindowArrays,
     compute_features,
     compute_window_features,
     fit_feature_state,
+    latest_window_features,
 )
 from pdm_core.loaders import load_cmapss
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
@@ -171,3 +174,50 @@ def test_window_path_refuses_two_machines(case: Case) -> None:
         compute_window_features(pd.concat([first, second]), case.state)
     with pytest.raises(FeatureInputError, match="machine_id"):
         compute_window_features(first.drop(columns=schema.MACHINE), case.state)
+
+
+def window_arrays(case: Case, keys: list[tuple[str, int, str]], n: int) -> WindowArrays:
+    """The service's array input for the last ``n`` readings of each (machine, cycle)."""
+    windows = [readings_up_to(case.frame, m, c, n) for m, c, _ in keys]
+    state = case.state
+    sensors = np.stack([np.stack([w[s].to_numpy(float) for w in windows]) for s in state.sensors])
+    regimes = None
+    if schema.REGIME in case.frame.columns:
+        regimes = np.stack([w[schema.REGIME].astype(str).to_numpy() for w in windows])
+    settings = None
+    if state.regime_rounding:
+        settings = np.stack(
+            [np.stack([w[s].to_numpy(float) for w in windows]) for s in state.settings]
+        )
+    tsm = None
+    if state.use_time_since_maintenance:
+        tsm = np.array([w[schema.TIME_SINCE_MAINTENANCE].iat[-1] for w in windows], dtype=float)
+    categories = {
+        c: np.array([w[c].astype(str).iat[-1] for w in windows]) for c in state.categoricals
+    }
+    return WindowArrays(sensors, regimes, settings, tsm, categories)
+
+
+@pytest.mark.parametrize("extra", [0, EXTRA_HISTORY])
+def test_array_path_equals_pipeline_rows(case: Case, extra: int) -> None:
+    """The service's path (arrays, last window only) gives the pipeline's rows in order."""
+    n = case.state.window_length + extra
+    served = latest_window_features(window_arrays(case, case.keys, n), case.state)
+    assert served.shape == (len(case.keys), len(case.state.feature_names))
+    for row, (machine, cycle, why) in enumerate(case.keys):
+        expected = pipeline_row(case, machine, cycle)
+        frame = pd.DataFrame([served[row]], columns=case.state.feature_names)
+        frame.insert(0, schema.CYCLE, cycle)
+        frame.insert(0, schema.MACHINE, machine)
+        assert_row_equal(frame, expected, f"{case.name} {machine} cycle {cycle} ({why}), arrays")
+
+
+def test_array_path_refuses_short_windows_and_non_finite_values(case: Case) -> None:
+    n = case.state.window_length
+    short = window_arrays(case, case.keys[:2], n - 1)
+    with pytest.raises(FeatureInputError, match=f"at least {n}"):
+        latest_window_features(short, case.state)
+    bad = window_arrays(case, case.keys[:2], n)
+    bad.sensors[0, 1, 3] = np.nan
+    with pytest.raises(FeatureInputError, match=f"'{case.state.sensors[0]}'.*machine 1, reading 3"):
+        latest_window_features(bad, case.state)

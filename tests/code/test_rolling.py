@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_core.rolling import STATS, Groups, TrailingWindows, window_stats
+from pdm_core.rolling import STATS, Groups, LastWindows, TrailingWindows, window_stats
 
 WINDOWS = (1, 2, 3, 10, 30)
 BIG_GROUP = 300  # longer than every block used below (64 and the automatic 256)
@@ -192,3 +192,29 @@ def test_bad_arguments_raise() -> None:
         TrailingWindows(groups, 10, block=5)
     with pytest.raises(ValueError, match="rows"):
         TrailingWindows(groups, 3).stats(np.arange(6.0))
+
+
+@pytest.mark.parametrize("readings", [1, 7, 30, 45])
+@pytest.mark.parametrize("window", [1, 10, 30])
+def test_last_windows_equal_trailing_windows_at_each_series_end(window: int, readings: int) -> None:
+    """The serving shortcut gives the streaming statistics of each series' last row."""
+    rng = np.random.default_rng(window * 100 + readings)
+    series = 6
+    values = rng.normal(50.0, 20.0, (3, series, readings))
+    values[1, 2] = 7.25  # a constant series: std exactly 0 on both paths
+    codes = np.repeat(np.arange(series), readings)
+    streaming = TrailingWindows(Groups.from_codes(codes), window).stats(
+        values.reshape(3, series * readings), STATS
+    )
+    last = np.arange(1, series + 1) * readings - 1
+    direct = LastWindows(window).stats(values, STATS)
+    assert list(direct) == list(STATS)
+    for name in STATS:
+        assert direct[name].shape == (3, series), name
+        np.testing.assert_allclose(
+            direct[name], streaming[name][:, last], rtol=0, atol=1e-9, err_msg=name
+        )
+    assert (direct["std"][1, 2] == 0.0) and (streaming["std"][1, last[2]] == 0.0)
+    np.testing.assert_allclose(LastWindows(window).mean(values), direct["mean"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown"):
+        LastWindows(window).stats(values, ("median",))

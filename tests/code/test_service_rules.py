@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
+from bento_service.convert import columns_from_window
 from bento_service.schemas import FleetWindows, MachineWindow, WindowContract, set_contract
 
 CONTRACT = WindowContract(
@@ -144,3 +145,78 @@ def test_without_a_loaded_model_only_type_rules_apply() -> None:
     set_contract(None)
     MachineWindow.model_validate(window(1))
     assert rejection({"machine_id": "m", "readings": [{"cycle": "x"}]})["type"] == "int_parsing"
+
+
+def as_columns(body: dict) -> dict:
+    return columns_from_window(body)
+
+
+def test_the_columnar_form_passes_and_holds_the_same_readings() -> None:
+    parsed = MachineWindow.model_validate(as_columns(window(4)))
+    assert parsed.readings is None and parsed.columns is not None
+    assert parsed.columns.cycle == [1, 2, 3, 4]
+    assert parsed.columns.sensors["vibration"] == [0.5, 1.5, 2.5, 3.5]
+    assert len(parsed.columns) == 4
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rule", "field"),
+    [
+        (lambda c: c["sensors"]["vibration"].pop(), "ragged_columns", "columns.sensors.vibration"),
+        (lambda c: c["cycle"].append(9), "ragged_columns", "columns.cycle"),
+        (
+            lambda c: [v.__delitem__(slice(2, None)) for v in _lists(c)],
+            "window_too_short",
+            "columns",
+        ),
+        (lambda c: c["sensors"].pop("vibration"), "missing_sensor", "columns.sensors"),
+        (lambda c: c["sensors"].update(oil=[1.0] * 4), "unknown_sensor", "columns.sensors"),
+        (lambda c: c["cycle"].__setitem__(2, 2), "duplicate_time", "columns.cycle[2]"),
+        (lambda c: c["cycle"].__setitem__(3, 0), "unsorted", "columns.cycle[3]"),
+        (lambda c: c.pop("cycle"), "ordering_key", "cycle or timestamp"),
+        (
+            lambda c: c.pop("time_since_maintenance"),
+            "missing_time_since_maintenance",
+            "columns.time_since_maintenance",
+        ),
+    ],
+)
+def test_columnar_rules_name_rule_and_field(mutate, rule: str, field: str) -> None:
+    body = as_columns(window(4))
+    mutate(body["columns"])
+    error = rejection(body)
+    assert error["type"] == rule
+    assert field in error["msg"]
+
+
+def _lists(columns: dict) -> list[list]:
+    out = [columns[k] for k in ("cycle", "time_since_maintenance") if k in columns]
+    return out + list(columns["sensors"].values())
+
+
+def test_columnar_type_rules_name_the_value() -> None:
+    body = as_columns(window(3))
+    body["columns"]["sensors"]["temperature"][1] = float("inf")
+    error = rejection(body)
+    assert error["type"] == "finite_number"
+    assert tuple(error["loc"])[:4] == ("columns", "sensors", "temperature", 1)
+
+
+def test_a_window_gives_readings_or_columns_not_both_nor_neither() -> None:
+    both = {**window(3), "columns": as_columns(window(3))["columns"]}
+    assert rejection(both)["type"] == "one_form"
+    assert rejection({"machine_id": "m1"})["type"] == "one_form"
+
+
+def test_timestamps_can_order_columns() -> None:
+    body = as_columns(window(3))
+    body["columns"].pop("cycle")
+    body["columns"]["timestamp"] = [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:01:00Z",
+        "2026-01-01T00:01:00Z",
+    ]
+    error = rejection(body)
+    assert error["type"] == "duplicate_time" and "columns.timestamp[2]" in error["msg"]
+    body["columns"]["timestamp"][2] = "2026-01-01T00:02:00Z"
+    MachineWindow.model_validate(body)
