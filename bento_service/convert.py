@@ -44,7 +44,7 @@ def arrays_from_windows(windows: list[MachineWindow], contract: WindowContract) 
             if contract.needs_regime:
                 regimes.append(columns.regime[-length:])  # type: ignore[index]
             if contract.needs_time_since_maintenance:
-                tsm.append(columns.time_since_maintenance[-1])  # type: ignore[index]
+                tsm.append(float(columns.time_since_maintenance[-1]))  # type: ignore[index,arg-type]
             for column in contract.categoricals:
                 categories[column].append(columns.categories[column][-1])
             continue

@@ -226,7 +226,7 @@ class WindowColumns(BaseModel):
     regime: list[Name] | None = Field(
         None, max_length=MAX_READINGS, description="Operating regime of each reading."
     )
-    time_since_maintenance: list[Annotated[Value, Field(ge=0)]] | None = Field(
+    time_since_maintenance: list[Annotated[Value, Field(ge=0)] | None] | None = Field(
         None, max_length=MAX_READINGS, description="Steps since service, per reading."
     )
     categories: dict[Name, Annotated[list[Name], Field(max_length=MAX_READINGS)]] = Field(
@@ -273,11 +273,14 @@ def check_columns(columns: WindowColumns) -> WindowColumns:
         raise _fail("missing_setting", f"columns.settings lacks {missing}")
     if contract.needs_regime and columns.regime is None:
         raise _fail("missing_regime", "columns.regime is required by the model")
-    if contract.needs_time_since_maintenance and columns.time_since_maintenance is None:
-        raise _fail(
-            "missing_time_since_maintenance",
-            "columns.time_since_maintenance is required by the model",
-        )
+    if contract.needs_time_since_maintenance:
+        values = columns.time_since_maintenance
+        if values is None or None in values:
+            at = "" if values is None else f"[{values.index(None)}]"
+            raise _fail(
+                "missing_time_since_maintenance",
+                f"columns.time_since_maintenance{at} is required by the model",
+            )
     if contract.categoricals and not set(contract.categoricals) <= columns.categories.keys():
         missing = sorted(set(contract.categoricals) - columns.categories.keys())
         raise _fail("missing_category", f"columns.categories lacks {missing}")

@@ -12,6 +12,7 @@ too large); the service keeps serving. This module must not import Dagster.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -41,6 +42,8 @@ logger = logging.getLogger("bentoml.pdm_service")  # under BentoML's configured 
 THREADS = int(os.environ.get("PDM_SERVE_THREADS", "1"))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # before scikit-learn loads OpenMP
 MAX_BODY_BYTES = int(float(os.environ.get("PDM_SERVE_MAX_BODY_MB", "64")) * 2**20)
+READY_WAIT_S = float(os.environ.get("PDM_SERVE_READY_WAIT_S", "20"))
+"""How long a request waits for this worker's first model load (see ``_ready_model``)."""
 API_PATHS = frozenset({"/predict", "/predict_batch"})
 
 PREDICTIONS = prometheus_client.Counter(
@@ -314,6 +317,8 @@ class FleetRiskService:
     def __init__(self) -> None:
         self.model: ServedModel | None = None
         self.load_error: str | None = None
+        self.settled = threading.Event()
+        """Set once the first load attempt ended: a model, or a reason in ``load_error``."""
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def _load(self) -> None:
@@ -328,11 +333,11 @@ class FleetRiskService:
                 model = load_served_model()
                 break
             except ModelNotFound as error:
-                self.load_error = str(error)
+                self._fail(str(error))
                 logger.warning("no model to serve yet (%s); retrying in %.1f s", error, retry)
                 time.sleep(retry)
             except Exception as error:  # a broken model: stay live, never ready, say why
-                self.load_error = f"{type(error).__name__}: {error}"
+                self._fail(f"{type(error).__name__}: {error}")
                 logger.exception("the model could not be loaded; /readyz stays 503")
                 return
         # One BentoML worker per core: OpenMP/BLAS pools inside a worker only add
@@ -345,7 +350,7 @@ class FleetRiskService:
         try:
             model.self_test()
         except SelfTestError as error:
-            self.load_error = str(error)
+            self._fail(str(error))
             logger.error("model %s v%s failed its self-test: %s", model.name, model.version, error)
             return
         MODEL_INFO.labels(
@@ -355,16 +360,30 @@ class FleetRiskService:
             source=model.source,
         ).set(1)
         self.model, self.load_error = model, None
+        self.settled.set()
         logger.info(
             "serving %s v%s from %s (loaded and self-tested in %.2f s)",
             model.name, model.version, model.source, time.perf_counter() - started,
         )  # fmt: skip
+
+    def _fail(self, reason: str) -> None:
+        self.load_error = reason
+        self.settled.set()
 
     def __is_ready__(self) -> bool:
         """Ready once the model is loaded and passed its self-test."""
         return self.model is not None
 
     def _ready_model(self) -> ServedModel:
+        """The model; while this worker's first load is still running, waits for it.
+
+        ``/readyz`` is answered by whichever worker process takes the connection, so a
+        request can reach a worker that is still loading after another one said ready; it
+        waits (up to ``PDM_SERVE_READY_WAIT_S``) instead of failing. With no model to load
+        (or a broken one) the answer is 503 at once.
+        """
+        if self.model is None:
+            self.settled.wait(READY_WAIT_S)
         if self.model is None:
             raise NotReady(f"model not loaded yet: {self.load_error or 'loading'}")
         return self.model
@@ -378,8 +397,8 @@ class FleetRiskService:
         except OutOfRangeError as error:
             raise OutOfRange(f"out_of_range: {error}") from None
         LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        for p in predictions:
-            PREDICTIONS.labels(risk_level=p.risk_level).inc()
+        for level, count in collections.Counter(p.risk_level for p in predictions).items():
+            PREDICTIONS.labels(risk_level=level).inc(count)
         return predictions
 
     @bentoml.api(route="/predict")

@@ -179,6 +179,11 @@ def test_the_columnar_form_passes_and_holds_the_same_readings() -> None:
             "missing_time_since_maintenance",
             "columns.time_since_maintenance",
         ),
+        (
+            lambda c: c["time_since_maintenance"].__setitem__(2, None),
+            "missing_time_since_maintenance",
+            "columns.time_since_maintenance[2]",
+        ),
     ],
 )
 def test_columnar_rules_name_rule_and_field(mutate, rule: str, field: str) -> None:

@@ -1,0 +1,57 @@
+"""A worker still loading its model makes requests wait instead of answering 503.
+
+BentoML answers ``/readyz`` from whichever worker process takes the connection, so clients can
+reach a worker whose first load has not finished after another worker said ready.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import bento_service.service as service_module
+from bento_service.service import NotReady
+
+
+def worker(monkeypatch: pytest.MonkeyPatch, load) -> object:  # type: ignore[no-untyped-def]
+    cls = service_module.FleetRiskService.inner
+    monkeypatch.setattr(cls, "_load", load)
+    return cls()
+
+
+def test_a_request_during_the_first_load_waits_for_the_model(monkeypatch) -> None:
+    sentinel = object()
+
+    def slow_load(self) -> None:  # type: ignore[no-untyped-def]
+        time.sleep(0.5)
+        self.model = sentinel
+        self.settled.set()
+
+    instance = worker(monkeypatch, slow_load)
+    started = time.perf_counter()
+    assert instance._ready_model() is sentinel
+    assert time.perf_counter() - started >= 0.4
+
+
+def test_without_a_model_the_answer_is_503_at_once(monkeypatch) -> None:
+    def missing(self) -> None:  # type: ignore[no-untyped-def]
+        self._fail("PDM_MODEL_DIR=/nowhere holds no bundle.json")
+
+    instance = worker(monkeypatch, missing)
+    started = time.perf_counter()
+    with pytest.raises(NotReady, match=r"no bundle\.json"):
+        instance._ready_model()
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_wait_is_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(service_module, "READY_WAIT_S", 0.3)
+    hang = threading.Event()
+    instance = worker(monkeypatch, lambda self: hang.wait(5))
+    started = time.perf_counter()
+    with pytest.raises(NotReady, match="loading"):
+        instance._ready_model()
+    assert 0.25 <= time.perf_counter() - started < 2.0
+    hang.set()
