@@ -6,6 +6,7 @@ reach a worker whose first load has not finished after another worker said ready
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -31,7 +32,7 @@ def test_a_request_during_the_first_load_waits_for_the_model(monkeypatch) -> Non
 
     instance = worker(monkeypatch, slow_load)
     started = time.perf_counter()
-    assert instance._ready_model() is sentinel
+    assert asyncio.run(instance._ready_model()) is sentinel
     assert time.perf_counter() - started >= 0.4
 
 
@@ -42,7 +43,7 @@ def test_without_a_model_the_answer_is_503_at_once(monkeypatch) -> None:
     instance = worker(monkeypatch, missing)
     started = time.perf_counter()
     with pytest.raises(NotReady, match=r"no bundle\.json"):
-        instance._ready_model()
+        asyncio.run(instance._ready_model())
     assert time.perf_counter() - started < 1.0
 
 
@@ -52,6 +53,6 @@ def test_the_wait_is_bounded(monkeypatch) -> None:
     instance = worker(monkeypatch, lambda self: hang.wait(5))
     started = time.perf_counter()
     with pytest.raises(NotReady, match="loading"):
-        instance._ready_model()
+        asyncio.run(instance._ready_model())
     assert 0.25 <= time.perf_counter() - started < 2.0
     hang.set()
