@@ -293,14 +293,26 @@ rul_regressor_sklearn = _candidate_asset(
     "scikit-learn HistGradientBoosting baseline for the capped RUL.",
     lambda data, params, horizon, on_epoch: training.train_rul_regressor_sklearn(data, params),
 )
+
+
+def _train_ensemble(
+    data: ModelData,
+    params: TrainingParams,
+    horizon: int,
+    on_epoch: Callable[[int, dict[str, float]], None],
+) -> TrainedModel:
+    """The averaged RUL regressor's trainer (its asset's config gives EnsembleParams)."""
+    if not isinstance(params, EnsembleParams):
+        raise TypeError(f"rul_regressor_ensemble needs EnsembleParams, got {type(params)}")
+    return training.train_rul_regressor_ensemble(data, params, on_epoch)
+
+
 rul_regressor_ensemble = _candidate_asset(
     "rul_regressor_ensemble",
     "Average of a scikit-learn HistGradientBoosting and a Keras MLP RUL regressor, both "
     "trained here on the window means and slopes (plus the non-window columns); weights fixed "
     "by config, chosen on validation engines. Served without TensorFlow (numpy export).",
-    lambda data, params, horizon, on_epoch: training.train_rul_regressor_ensemble(
-        data, params, on_epoch
-    ),
+    _train_ensemble,
     EnsembleSettings,
 )
 
