@@ -32,6 +32,7 @@ TRAINING_STEPS = (
     "risk_classifier_sklearn",
     "rul_regressor_keras",
     "rul_regressor_sklearn",
+    "rul_regressor_ensemble",
     "anomaly_detector_keras",
 )
 
@@ -106,7 +107,7 @@ def main() -> None:
         "",
     ]
     tables = (
-        (("rul_regressor_keras", "rul_regressor_sklearn"),
+        (("rul_regressor_keras", "rul_regressor_sklearn", "rul_regressor_ensemble"),
          (("rmse", "test RMSE"), ("nasa_score", "test NASA score"), ("mae", "test MAE"))),
         (("risk_classifier_keras", "risk_classifier_sklearn"),
          (("pr_auc", "test PR-AUC"), ("roc_auc", "test ROC-AUC"), ("f1", "test F1"))),
@@ -121,8 +122,8 @@ def main() -> None:
             lines.append(f"| {name} | {cells} | {summarise(times[name])} |")
         lines.append("")
     lines += [
-        f"Whole graph per seed (load, features, 5 candidates, evaluation, promotion, fleet "
-        f"health): {summarise(walls)} s. Means ± sample standard deviation over "
+        f"Whole graph per seed (load, features, {len(TRAINING_STEPS)} candidates, evaluation, "
+        f"promotion, fleet health): {summarise(walls)} s. Means ± sample standard deviation over "
         f"{len(args.seeds)} seeds.",
         END.format(subset=args.subset),
     ]

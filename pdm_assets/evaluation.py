@@ -79,6 +79,7 @@ def model_evaluation(
     risk_classifier_sklearn: dict,
     rul_regressor_keras: dict,
     rul_regressor_sklearn: dict,
+    rul_regressor_ensemble: dict,
     anomaly_detector_keras: dict,
 ) -> dg.Output[dict]:
     """Test metrics of every candidate (logged to its MLflow run as test_*), plots, cards.
@@ -95,6 +96,7 @@ def model_evaluation(
         "risk_classifier_sklearn": risk_classifier_sklearn,
         "rul_regressor_keras": rul_regressor_keras,
         "rul_regressor_sklearn": rul_regressor_sklearn,
+        "rul_regressor_ensemble": rul_regressor_ensemble,
         "anomaly_detector_keras": anomaly_detector_keras,
     }
     data = test_split(training_set, feature_state)

@@ -21,7 +21,7 @@ from pdm_core.features import FeatureState
 from pdm_core.models import training
 from pdm_core.models.data import ModelData, TrainingDataError, model_data
 from pdm_core.models.trained import TrainedModel
-from pdm_core.models.training import TrainingParams
+from pdm_core.models.training import EnsembleParams, TrainingParams
 from pdm_resources.mlflow_tracking import MlflowTracking
 
 GROUP = "models"
@@ -43,6 +43,29 @@ class TrainingSettings(dg.Config):
     def params(self) -> TrainingParams:
         """As :class:`TrainingParams`."""
         return TrainingParams(**self.model_dump())
+
+
+class EnsembleSettings(TrainingSettings):
+    """The averaged RUL regressor's settings (see :class:`EnsembleParams`).
+
+    ``epochs``, ``batch_size`` and ``hidden`` are its network member's. Defaults were chosen
+    on validation engines only (``benchmarks/select_rul_ensemble.py``).
+    """
+
+    epochs: int = Field(100, description="Maximum epochs of the network member.")
+    batch_size: int = Field(128, description="Mini-batch size of the network member.")
+    hidden: list[int] = Field([128, 64], description="Hidden widths of the network member.")
+    member_stats: list[str] = Field(
+        ["mean", "slope"], description="Window statistics the members read; [] reads all."
+    )
+    network_weight: float = Field(0.5, description="Network's weight in the average (0-1).")
+
+    def params(self) -> EnsembleParams:
+        """As :class:`EnsembleParams`."""
+        values = self.model_dump()
+        values["member_stats"] = tuple(values["member_stats"])
+        values["hidden"] = tuple(values["hidden"])
+        return EnsembleParams(**values)
 
 
 def load_component(tracking: MlflowTracking, run_id: str) -> TrainedModel:
@@ -203,13 +226,18 @@ def train_candidate(
 Trainer = Callable[[ModelData, TrainingParams, int, Callable[[int, dict[str, float]], None]], Any]
 
 
-def _candidate_asset(name: str, description: str, train: Trainer):  # type: ignore[no-untyped-def]
-    """An asset that trains one candidate with ``train(data, params, horizon, on_epoch)``."""
+def _candidate_asset(  # type: ignore[no-untyped-def]
+    name: str, description: str, train: Trainer, settings: type[TrainingSettings] = TrainingSettings
+):
+    """An asset that trains one candidate with ``train(data, params, horizon, on_epoch)``.
+
+    ``settings`` is its run configuration class (its ``params()`` is what ``train`` gets).
+    """
 
     @dg.asset(name=name, group_name=GROUP, description=description)
     def _asset(
         context: dg.AssetExecutionContext,
-        config: TrainingSettings,
+        config: settings,  # type: ignore[valid-type]
         mlflow_tracking: MlflowTracking,
         training_set: pd.DataFrame,
         feature_state: dict,
@@ -266,11 +294,34 @@ rul_regressor_sklearn = _candidate_asset(
     lambda data, params, horizon, on_epoch: training.train_rul_regressor_sklearn(data, params),
 )
 
+
+def _train_ensemble(
+    data: ModelData,
+    params: TrainingParams,
+    horizon: int,
+    on_epoch: Callable[[int, dict[str, float]], None],
+) -> TrainedModel:
+    """The averaged RUL regressor's trainer (its asset's config gives EnsembleParams)."""
+    if not isinstance(params, EnsembleParams):
+        raise TypeError(f"rul_regressor_ensemble needs EnsembleParams, got {type(params)}")
+    return training.train_rul_regressor_ensemble(data, params, on_epoch)
+
+
+rul_regressor_ensemble = _candidate_asset(
+    "rul_regressor_ensemble",
+    "Average of a scikit-learn HistGradientBoosting and a Keras MLP RUL regressor, both "
+    "trained here on the window means and slopes (plus the non-window columns); weights fixed "
+    "by config, chosen on validation engines. Served without TensorFlow (numpy export).",
+    _train_ensemble,
+    EnsembleSettings,
+)
+
 CANDIDATES = (
     "risk_classifier_keras",
     "risk_classifier_sklearn",
     "rul_regressor_keras",
     "rul_regressor_sklearn",
+    "rul_regressor_ensemble",
     "anomaly_detector_keras",
 )
 

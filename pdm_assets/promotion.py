@@ -138,6 +138,7 @@ def fleet_model_candidate(
     risk_classifier_sklearn: dict,
     rul_regressor_keras: dict,
     rul_regressor_sklearn: dict,
+    rul_regressor_ensemble: dict,
     anomaly_detector_keras: dict,
 ):  # type: ignore[no-untyped-def]
     """Best components bundled, registered, and judged against the champion."""
@@ -150,6 +151,7 @@ def fleet_model_candidate(
             risk_classifier_sklearn,
             rul_regressor_keras,
             rul_regressor_sklearn,
+            rul_regressor_ensemble,
             anomaly_detector_keras,
         )
     }

@@ -29,6 +29,11 @@ class TelemetrySource(dg.ConfigurableResource):
         sim_seed: Simulator: random seed.
         cmapss_dir: C-MAPSS: directory with ``train_FD00x.txt`` etc.
         cmapss_subset: C-MAPSS: FD001 to FD004.
+        cmapss_cycles_as_age: C-MAPSS: give each reading ``time_since_maintenance`` = its cycle
+            number (the engine's age; every trajectory starts in normal operation without
+            maintenance within it), so the features include it. Serving clients then send
+            ``time_since_maintenance`` with each reading (the service requires it); the
+            cycle numbers the service assigns to timestamp-only windows are never used.
         tabular_config: Own data: path of the mapping file (YAML or JSON).
         max_rejected_fraction: Fail the load when more rows than this share are rejected.
     """
@@ -40,6 +45,7 @@ class TelemetrySource(dg.ConfigurableResource):
     sim_seed: int = 42
     cmapss_dir: str = ""
     cmapss_subset: str = "FD001"
+    cmapss_cycles_as_age: bool = True
     tabular_config: str = ""
     max_rejected_fraction: float = 0.01
 
@@ -55,6 +61,7 @@ class TelemetrySource(dg.ConfigurableResource):
             sim_seed=int(env.get("PDM_SIM_SEED", "42")),
             cmapss_dir=env.get("PDM_CMAPSS_DIR", ""),
             cmapss_subset=env.get("PDM_CMAPSS_SUBSET", "FD001"),
+            cmapss_cycles_as_age=env.get("PDM_CMAPSS_CYCLES_AS_AGE", "1") not in ("0", "false"),
             tabular_config=env.get("PDM_TABULAR_CONFIG", ""),
             max_rejected_fraction=float(env.get("PDM_MAX_REJECTED_FRACTION", "0.01")),
         )
@@ -115,6 +122,7 @@ class TelemetrySource(dg.ConfigurableResource):
                 self.cmapss_subset,
                 horizon=self.horizon,
                 max_rejected_fraction=self.max_rejected_fraction,
+                cycles_as_age=self.cmapss_cycles_as_age,
             )
         if self.source == "tabular":
             if not self.tabular_config:

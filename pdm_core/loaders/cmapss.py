@@ -75,6 +75,7 @@ def load_cmapss(
     *,
     on_bad_rows: BadRowPolicy = "quarantine",
     max_rejected_fraction: float = 0.01,
+    cycles_as_age: bool = False,
 ) -> LoadResult:
     """Loads one C-MAPSS subset (train and test engines) into the canonical frame.
 
@@ -90,6 +91,11 @@ def load_cmapss(
             the first one.
         max_rejected_fraction: In quarantine mode, the largest share of a file's lines that may
             be rejected before the load fails.
+        cycles_as_age: Fill ``time_since_maintenance`` with the cycle number, so the features
+            include each engine's age. Every C-MAPSS trajectory starts with the engine in
+            normal operation and no maintenance happens within it, so the cycle number is the
+            cycles since the engine (re)entered service that the column means. Off: the
+            column is NaN (unknown), and the features leave it out.
 
     Returns:
         The canonical frame (machine ids ``"{subset}_train_001"``, ``"{subset}_test_001"``,
@@ -112,8 +118,8 @@ def load_cmapss(
     final_rul = _read_rul(folder / f"RUL_{subset}.txt", test.units_seen, f"test_{subset}.txt")
     frame = pd.concat(
         [
-            _split_frame(train, subset, "train", {}, horizon),
-            _split_frame(test, subset, "test", final_rul, horizon),
+            _split_frame(train, subset, "train", {}, horizon, cycles_as_age),
+            _split_frame(test, subset, "test", final_rul, horizon, cycles_as_age),
         ],
         ignore_index=True,
     )
@@ -299,7 +305,12 @@ def _describe_units(units: set[int], expected: set[int]) -> str:
 
 
 def _split_frame(
-    split: _Split, subset: str, name: str, final_rul: dict[int, int], horizon: int
+    split: _Split,
+    subset: str,
+    name: str,
+    final_rul: dict[int, int],
+    horizon: int,
+    cycles_as_age: bool = False,
 ) -> pd.DataFrame:
     """Builds the canonical rows of one split."""
     values, units = split.values, split.units
@@ -315,7 +326,8 @@ def _split_frame(
     data[REGIME] = _regimes(values[:, 2:5])
     for j, column in enumerate(FIELDS[2:], start=2):
         data[column] = values[:, j]
-    data[TIME_SINCE_MAINTENANCE] = np.full(n, np.nan)
+    age = cycles.astype(np.float64) if cycles_as_age else np.full(n, np.nan)
+    data[TIME_SINCE_MAINTENANCE] = age
     data[RUL] = rul
     data[LABEL] = (rul <= horizon).astype(np.int8)
     data[FAILURE_MODE] = pd.Series([UNKNOWN_MODE] * n, dtype=object)

@@ -7,6 +7,9 @@ Three kinds of component make up the fleet model:
 * ``anomaly_detector``: reconstruction error of an autoencoder trained on healthy readings,
   with an alert threshold from a validation quantile.
 
+A ``rul_regressor`` may also be an average of member regressors (framework ``ensemble``,
+:mod:`pdm_core.models.ensemble`); :meth:`TrainedModel.load` reads it too.
+
 Each is saved as a directory: ``meta.json`` plus ``model.keras`` (TensorFlow/Keras) or
 ``model.joblib`` (scikit-learn). Keras networks made of dense layers also get ``dense.npz``,
 the numpy serving runtime (:mod:`pdm_core.models.dense_export`), which the service loads
@@ -30,7 +33,7 @@ from pdm_core.models.tree_export import FILE_NAME as TREES_FILE
 from pdm_core.models.tree_export import TreeEnsemble, export_trees
 
 KINDS = ("risk_classifier", "rul_regressor", "anomaly_detector")
-FRAMEWORKS = ("keras", "sklearn")
+FRAMEWORKS = ("keras", "sklearn", "ensemble")
 
 
 @dataclass
@@ -135,6 +138,10 @@ class TrainedModel:
                 component predicts but cannot be saved again.
         """
         meta = json.loads((Path(directory) / "meta.json").read_text())
+        if meta["framework"] == "ensemble":
+            from pdm_core.models.ensemble import AveragedRegressor
+
+            return AveragedRegressor.load(Path(directory), serving=serving)
         exported = Path(directory) / DENSE_FILE
         trees = Path(directory) / TREES_FILE
         if meta["framework"] == "keras" and serving and exported.exists():

@@ -8,12 +8,12 @@ the Dagster log and to MLflow step metrics).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from pdm_core.models.data import ModelData, Standardizer, TrainingDataError
+from pdm_core.models.data import ModelData, SplitData, Standardizer, TrainingDataError
 from pdm_core.models.trained import TrainedModel
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -250,3 +250,73 @@ def train_rul_regressor_sklearn(data: ModelData, params: TrainingParams) -> Trai
         params={**params.to_dict(), "iterations_run": int(model.n_iter_)}, history=history,
         extra={"rul_cap": params.rul_cap},
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EnsembleParams(TrainingParams):
+    """Hyperparameters of the averaged RUL regressor: the shared ones plus its own.
+
+    ``epochs``, ``batch_size`` and ``hidden`` apply to its network member and get their own
+    defaults here. Defaults were chosen on C-MAPSS FD001 validation engines only
+    (``benchmarks/select_rul_ensemble.py``; figures in BENCHMARKS.md).
+
+    Attributes:
+        member_stats: Window statistics the members read (other columns are always read);
+            empty: every column.
+        network_weight: Weight of the network in the average; the boosting member gets the rest.
+    """
+
+    epochs: int = 100
+    batch_size: int = 128
+    hidden: tuple[int, ...] = (128, 64)
+    member_stats: tuple[str, ...] = ("mean", "slope")
+    network_weight: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat dict for MLflow params."""
+        out = super().to_dict()
+        out["member_stats"] = ",".join(self.member_stats) or "all"
+        return out
+
+    def shared(self) -> TrainingParams:
+        """The shared hyperparameters alone (what each member's trainer takes)."""
+        return TrainingParams(**{f.name: getattr(self, f.name) for f in fields(TrainingParams)})
+
+
+def train_rul_regressor_ensemble(
+    data: ModelData, params: EnsembleParams, on_epoch: EpochCallback | None = None
+) -> TrainedModel:
+    """Average of a HistGradientBoosting and a Keras MLP RUL regressor, on ``member_stats``.
+
+    Both members are trained by :func:`train_rul_regressor_sklearn` and
+    :func:`train_rul_regressor_keras` on the same train rows (the network early-stopped on
+    validation loss); the weights are fixed by ``network_weight``, not fitted.
+    """
+    from pdm_core.models.ensemble import AveragedRegressor, member_columns
+
+    if not 0.0 <= params.network_weight <= 1.0:
+        raise ValueError(f"network_weight must be in [0, 1], got {params.network_weight}")
+    if not data.has_rul:
+        raise TrainingDataError("the training set has no RUL labels; no RUL model can be trained")
+    columns = member_columns(data.features, params.member_stats or None)
+    sub = ModelData(
+        [data.features[i] for i in columns],
+        *(
+            SplitData(s.X[:, columns], s.label, s.rul, s.keys)
+            for s in (data.train, data.validation, data.test)
+        ),
+    )
+    shared = params.shared()
+    boosting = train_rul_regressor_sklearn(sub, shared)
+    network = train_rul_regressor_keras(sub, shared, on_epoch)
+    return AveragedRegressor.average(
+        [boosting, network],
+        [1.0 - params.network_weight, params.network_weight],
+        list(data.features),
+        params={
+            **params.to_dict(),
+            "member_features": len(columns),
+            "boosting_iterations_run": boosting.params["iterations_run"],
+            "network_epochs_run": len(network.history.get("loss", [])),
+        },
+    )

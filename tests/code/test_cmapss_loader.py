@@ -199,6 +199,16 @@ def test_synthetic_rul_and_label(small: Path) -> None:
     assert result.rows_read == 30 + 25 + 40 + 12 + 20
 
 
+def test_cycles_as_age_fills_time_since_maintenance(small: Path) -> None:
+    plain = load_cmapss(small).frame
+    aged = load_cmapss(small, cycles_as_age=True).frame
+    assert plain["time_since_maintenance"].isna().all()
+    np.testing.assert_array_equal(aged["time_since_maintenance"], aged[CYCLE].astype(float))
+    pd.testing.assert_frame_equal(
+        aged.drop(columns="time_since_maintenance"), plain.drop(columns="time_since_maintenance")
+    )
+
+
 def test_unknown_subset_raises(small: Path) -> None:
     with pytest.raises(DataValidationError, match="FD001, FD002, FD003, FD004") as caught:
         load_cmapss(small, subset="FD005")

@@ -85,11 +85,13 @@ def simulated_case() -> Case:
 
 
 def cmapss_case(directory) -> Case:
-    result = load_cmapss(directory)
+    # As the pipeline loads it (TelemetrySource's default): the cycle number as the age.
+    result = load_cmapss(directory, cycles_as_age=True)
     frame = result.frame
     train = (frame[schema.SOURCE_SPLIT] == "train").to_numpy()
     state = fit_feature_state(frame, result.info, train_mask=train)
     assert state.window_length == 30 and state.dropped_sensors, "FD001 has constant sensors"
+    assert state.use_time_since_maintenance, "the age is a feature"
     machines = frame[schema.MACHINE].unique().tolist()
     chosen = [m for m in machines if "_train_" in m][:6] + [m for m in machines if "_test_" in m][
         :6
