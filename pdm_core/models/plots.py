@@ -63,8 +63,19 @@ def classifier_plots(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict
     return plots
 
 
+def unit_errors(true: np.ndarray, pred: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Mean error (predicted - true) of each unit (machine), in sorted unit order."""
+    _, inverse = np.unique(units, return_inverse=True)
+    error = np.asarray(pred, dtype=np.float64) - np.asarray(true, dtype=np.float64)
+    return np.bincount(inverse, weights=error) / np.bincount(inverse)
+
+
 def rul_plots(true: np.ndarray, pred: np.ndarray, units: np.ndarray) -> dict[str, bytes]:
-    """Predicted vs true RUL, and the error of each unit (machine) sorted."""
+    """Predicted vs true RUL, and each unit's (machine's) mean error, sorted.
+
+    ``units`` names the unit of each scored row; under the last-cycle protocol each unit has
+    one row, otherwise its rows' errors are averaged (one bar per machine, not per row).
+    """
     plots: dict[str, bytes] = {}
     plt, fig, ax = _figure()
     ax.scatter(true, pred, s=8, alpha=0.6)
@@ -74,10 +85,10 @@ def rul_plots(true: np.ndarray, pred: np.ndarray, units: np.ndarray) -> dict[str
     plots["rul_pred_vs_true"] = _png(plt, fig)
 
     plt, fig, ax = _figure()
-    order = np.argsort(pred - true)
-    ax.bar(np.arange(len(order)), (pred - true)[order])
+    errors = np.sort(unit_errors(true, pred, units))
+    ax.bar(np.arange(len(errors)), errors)
     ax.axhline(0, color="grey")
-    ax.set(xlabel=f"unit (sorted, n={len(units)})", ylabel="predicted - true",
+    ax.set(xlabel=f"unit (sorted, n={len(errors)})", ylabel="mean predicted - true",
            title="Error per unit")  # fmt: skip
     plots["rul_error_per_unit"] = _png(plt, fig)
     return plots
