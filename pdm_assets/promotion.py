@@ -10,6 +10,7 @@ candidate won.
 """
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from pdm_core.drift_inputs import reference_sample
 from pdm_core.features import FeatureState, compute_features
 from pdm_core.models.bundle import FleetModel, RiskThresholds, make_example, pyfunc_model
 from pdm_core.models.data import ModelData, SplitData
+from pdm_core.models.direction import check_direction, sample_windows
 from pdm_core.models.evaluation import rul_protocol_rows
+from pdm_core.models.trained import TrainedModel
 from pdm_core.promotion import PromotionDecision, PromotionPolicy, decide
 from pdm_core.registry import download_bundle
 from pdm_resources.mlflow_tracking import CHAMPION, MlflowTracking
@@ -72,6 +75,46 @@ def bundle_metrics(bundle: FleetModel, data: ModelData, last_cycle: bool) -> dic
             metrics.rul_metrics(np.minimum(test.rul[rows], cap), scored["rul"].to_numpy()[rows])
         )
     return result
+
+
+def direction_checks(
+    candidates: dict[str, dict],
+    component: Callable[[str], TrainedModel],
+    state: FeatureState,
+    data: ModelData,
+    raw_telemetry: pd.DataFrame,
+    dataset_info: dict,
+) -> dict[str, list[dict]]:
+    """Direction check (:mod:`pdm_core.models.direction`) of every risk classifier candidate.
+
+    Runs on validation machines' windows near failure (RUL up to 10 horizons), for the sensors
+    the source declares in ``extra["risk_rising"]``; none declared, no check.
+
+    Returns:
+        Candidate name -> one result dict per declared sensor.
+    """
+    rising = (dataset_info.get("extra") or {}).get("risk_rising") or {}
+    names = [
+        n
+        for n, c in candidates.items()
+        if c.get("kind") == "risk_classifier" and not c.get("skipped")
+    ]
+    if not rising or not names:
+        return {}
+    horizon = dataset_info.get("horizon")
+    windows = sample_windows(
+        raw_telemetry, data.validation.keys, data.validation.rul, state.window_length,
+        max_rul=10.0 * horizon if horizon else np.inf,
+    )  # fmt: skip
+    if not windows:
+        return {}
+    return {
+        name: [
+            check_direction(component(name), state, windows, sensor, float(step)).to_dict()
+            for sensor, step in rising.items()
+        ]
+        for name in names
+    }
 
 
 def _best(candidates: dict[str, dict], kind: str, metric: str) -> str | None:
@@ -155,8 +198,25 @@ def fleet_model_candidate(
             anomaly_detector_keras,
         )
     }
+    state = FeatureState.from_dict(feature_state)
+    data = test_split(training_set, feature_state)
+    loaded: dict[str, TrainedModel] = {}
+
+    def component(name: str) -> TrainedModel:
+        if name not in loaded:
+            loaded[name] = load_component(mlflow_tracking, candidates[name]["run_id"])
+        return loaded[name]
+
+    directions = direction_checks(candidates, component, state, data, raw_telemetry, dataset_info)
+    failed = {n for n, results in directions.items() if not all(r["passed"] for r in results)}
+    if failed:
+        context.log.warning(f"risk classifiers failing the direction check: {sorted(failed)}")
+    eligible = {n: c for n, c in candidates.items() if n not in failed}
+    if not any(c.get("kind") == "risk_classifier" for c in eligible.values()):
+        context.log.warning("every risk classifier fails the direction check; choosing among all")
+        eligible = candidates
     chosen = {
-        "risk_classifier": _best(candidates, "risk_classifier", "pr_auc"),
+        "risk_classifier": _best(eligible, "risk_classifier", "pr_auc"),
         "rul_regressor": _best(candidates, "rul_regressor", "rmse"),
         "anomaly_detector": None
         if anomaly_detector_keras.get("skipped")
@@ -164,15 +224,11 @@ def fleet_model_candidate(
     }
     if chosen["risk_classifier"] is None:
         raise ValueError("no risk classifier was trained; see the candidate assets' logs")
-    state = FeatureState.from_dict(feature_state)
-    components = {
-        kind: load_component(mlflow_tracking, candidates[name]["run_id"])
-        for kind, name in chosen.items()
-        if name is not None
-    }
+    components = {kind: component(name) for kind, name in chosen.items() if name is not None}
     thresholds = RiskThresholds(config.risk_medium, config.risk_high, config.risk_critical)
-    bundle = FleetModel(state, components, thresholds, info={"chosen": chosen})
-    data = test_split(training_set, feature_state)
+    bundle = FleetModel(
+        state, components, thresholds, info={"chosen": chosen, "direction_checks": directions}
+    )
     last_cycle = last_cycle_protocol(dataset_info)
     challenger = bundle_metrics(bundle, data, last_cycle)
     bundle.info.update(data_version=training_data_version(context), test_metrics=challenger)
@@ -221,12 +277,14 @@ def fleet_model_candidate(
             "champion_version": champion_version,
             "test": challenger,
             "chosen": chosen,
+            "direction_checks": directions,
         },
         metadata={
             "registered_model": f"{mlflow_tracking.registered_model} v{version}",
             "decision": "promote" if decision.promote else ("tie" if tie else "reject"),
             "reason": decision.reason,
             "chosen_components": dg.MetadataValue.json(chosen),
+            "direction_checks": dg.MetadataValue.json(directions),
             "challenger_test_metrics": dg.MetadataValue.json(challenger),
             "champion_test_metrics": dg.MetadataValue.json(champion_metrics or {}),
             "champion_version": champion_version or "none",

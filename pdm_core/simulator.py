@@ -182,6 +182,9 @@ def dataset_info(config: SimulatorConfig) -> schema.DatasetInfo:
             "interactions": [list(pair) for pair in DEFAULT_INTERACTIONS],
             "sensor_ranges": {name: list(bounds) for name, bounds in SENSOR_RANGES.items()},
             "readings_per_day": 24 * 60 / config.interval_minutes,
+            # Sensors whose rise means wear, with a clear rise (about 10 noise sd) that must
+            # not lower a risk classifier's output (pdm_core.models.direction).
+            "risk_rising": {"vibration": 1.5, "temperature": 10.0},
         },
     )
 

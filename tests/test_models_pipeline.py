@@ -99,6 +99,12 @@ def test_first_model_becomes_champion_and_graph_completes(history: dict) -> None
     decision = first.output_for_node("fleet_model_candidate")
     assert decision["promote"] and decision["version"] == "1"
     assert "no champion yet" in decision["reason"]
+    # The simulator declares vibration and temperature as wear sensors: every classifier is
+    # checked on both, and the chosen one passed (pdm_core.models.direction).
+    checks = decision["direction_checks"]
+    assert set(checks) == {"risk_classifier_keras", "risk_classifier_sklearn"}
+    assert all([r["sensor"] for r in v] == ["vibration", "temperature"] for v in checks.values())
+    assert all(r["passed"] for r in checks[decision["chosen"]["risk_classifier"]]), checks
 
 
 def test_better_challenger_is_promoted(history: dict) -> None:

@@ -14,6 +14,7 @@ import pytest
 from pdm_core import schema
 from pdm_core.features import compute_window_features
 from pdm_core.models.bundle import FleetModel
+from pdm_core.models.direction import check_direction
 from pdm_core.models.training import (
     TrainingParams,
     train_risk_classifier_keras,
@@ -101,6 +102,17 @@ def test_worsening_sensor_does_not_lower_risk(fleet, model, sensor, step, reques
     assert after.mean() >= before.mean(), (before.mean(), after.mean())
     lowered = (after < before - 0.05).mean()
     assert lowered <= 0.1, f"{lowered:.0%} of windows got clearly lower risk"
+
+
+@pytest.mark.parametrize(("sensor", "step"), [("vibration", 1.5), ("temperature", 10.0)])
+def test_the_promotion_direction_check_gives_this_tests_verdict(fleet, model, sensor, step) -> None:
+    """Promotion's gate (pdm_core.models.direction) judges as the test above: the Keras MLP
+    fails on temperature, so it cannot become champion; every other case passes."""
+    windows = test_windows(fleet, lambda f: f[schema.RUL] < 300)
+    classifier = model.components["risk_classifier"]
+    result = check_direction(classifier, fleet.state, windows, sensor, step)
+    known_failure = classifier.framework == "keras" and sensor == "temperature"
+    assert result.passed is not known_failure, result
 
 
 def test_healthy_and_failing_windows_get_the_expected_labels(fleet, model) -> None:
