@@ -143,6 +143,13 @@ def _check_too_short(count: int, contract: WindowContract, field: str) -> None:
         )
 
 
+def _check_present(required: Any, given: dict, rule: str, field: str) -> None:
+    """Rule ``rule`` when ``given`` lacks a name of ``required``."""
+    missing = sorted(set(required) - given.keys())
+    if missing:
+        raise _fail(rule, f"{field} lacks {missing}")
+
+
 def _check_sensor_names(names: Any, contract: WindowContract, field: str) -> None:
     required = set(contract.sensors)
     known = required | set(contract.ignored_sensors)
@@ -183,9 +190,9 @@ def check_window(readings: list[Reading]) -> list[Reading]:
         _check_order(_seconds(stamps), lambda i: f"readings[{i}].timestamp")  # type: ignore[arg-type]
     for i, reading in enumerate(readings):
         _check_sensor_names(reading.sensors.keys(), contract, f"readings[{i}].sensors")
-        if contract.settings and not set(contract.settings) <= reading.settings.keys():
-            missing = sorted(set(contract.settings) - reading.settings.keys())
-            raise _fail("missing_setting", f"readings[{i}].settings lacks {missing}")
+        _check_present(
+            contract.settings, reading.settings, "missing_setting", f"readings[{i}].settings"
+        )
         if contract.needs_regime and reading.regime is None:
             raise _fail("missing_regime", f"readings[{i}].regime is required by the model")
         if contract.needs_time_since_maintenance and reading.time_since_maintenance is None:
@@ -193,9 +200,12 @@ def check_window(readings: list[Reading]) -> list[Reading]:
                 "missing_time_since_maintenance",
                 f"readings[{i}].time_since_maintenance is required by the model",
             )
-        if contract.categoricals and not set(contract.categoricals) <= reading.categories.keys():
-            missing = sorted(set(contract.categoricals) - reading.categories.keys())
-            raise _fail("missing_category", f"readings[{i}].categories lacks {missing}")
+        _check_present(
+            contract.categoricals,
+            reading.categories,
+            "missing_category",
+            f"readings[{i}].categories",
+        )
     return readings
 
 
@@ -268,9 +278,7 @@ def check_columns(columns: WindowColumns) -> WindowColumns:
     else:
         raise _fail("ordering_key", "columns needs cycle or timestamp to order the readings")
     _check_sensor_names(columns.sensors.keys(), contract, "columns.sensors")
-    if contract.settings and not set(contract.settings) <= columns.settings.keys():
-        missing = sorted(set(contract.settings) - columns.settings.keys())
-        raise _fail("missing_setting", f"columns.settings lacks {missing}")
+    _check_present(contract.settings, columns.settings, "missing_setting", "columns.settings")
     if contract.needs_regime and columns.regime is None:
         raise _fail("missing_regime", "columns.regime is required by the model")
     if contract.needs_time_since_maintenance:
@@ -281,9 +289,9 @@ def check_columns(columns: WindowColumns) -> WindowColumns:
                 "missing_time_since_maintenance",
                 f"columns.time_since_maintenance{at} is required by the model",
             )
-    if contract.categoricals and not set(contract.categoricals) <= columns.categories.keys():
-        missing = sorted(set(contract.categoricals) - columns.categories.keys())
-        raise _fail("missing_category", f"columns.categories lacks {missing}")
+    _check_present(
+        contract.categoricals, columns.categories, "missing_category", "columns.categories"
+    )
     return columns
 
 

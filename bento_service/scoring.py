@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +27,6 @@ from bento_service.schemas import (
 )
 from pdm_core.features import latest_window_features
 from pdm_core.models.bundle import FleetModel
-
-if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
-    pass
 
 SELF_TEST_TOLERANCE = 1e-5
 

@@ -225,3 +225,37 @@ def test_timestamps_can_order_columns() -> None:
     assert error["type"] == "duplicate_time" and "columns.timestamp[2]" in error["msg"]
     body["columns"]["timestamp"][2] = "2026-01-01T00:02:00Z"
     MachineWindow.model_validate(body)
+
+
+def test_settings_and_categories_the_model_needs_are_required_in_both_forms() -> None:
+    set_contract(
+        WindowContract(
+            sensors=("vibration",), ignored_sensors=(), settings=("altitude",),
+            needs_regime=False, needs_time_since_maintenance=False,
+            categoricals=("model",), window_length=2,
+        )
+    )  # fmt: skip
+    readings = [
+        {"cycle": i, "sensors": {"vibration": 1.0}, "settings": {"altitude": 10.0},
+         "categories": {"model": "pump-a"}}
+        for i in (1, 2)
+    ]  # fmt: skip
+    body = {"machine_id": "m1", "readings": readings}
+    MachineWindow.model_validate(body)
+    MachineWindow.model_validate(as_columns(body))
+    no_setting = copy.deepcopy(body)
+    no_setting["readings"][1]["settings"] = {}
+    error = rejection(no_setting)
+    assert error["type"] == "missing_setting" and "readings[1].settings" in error["msg"]
+    columns = as_columns(body)
+    del columns["columns"]["settings"]
+    error = rejection(columns)
+    assert error["type"] == "missing_setting" and "columns.settings" in error["msg"]
+    no_category = copy.deepcopy(body)
+    no_category["readings"][0]["categories"] = {}
+    error = rejection(no_category)
+    assert error["type"] == "missing_category" and "readings[0].categories" in error["msg"]
+    columns = as_columns(body)
+    del columns["columns"]["categories"]
+    error = rejection(columns)
+    assert error["type"] == "missing_category" and "['model']" in error["msg"]
