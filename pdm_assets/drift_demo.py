@@ -29,6 +29,7 @@ from pdm_assets.metadata import metadata_value
 from pdm_resources import paths
 
 RUN_DONE = ("SUCCESS", "FAILURE", "CANCELED")
+DRIFT_SENSOR = "drift_retrain_sensor"
 
 
 def _say(text: str) -> None:
@@ -76,6 +77,25 @@ class DemoClock:
 
         after = dt.datetime.fromtimestamp(since, tz=dt.UTC)
         return list(self.instance.get_runs(dg.RunsFilter(job_name="retrain", created_after=after)))
+
+    def sensor_tick_after(self, sensor: str, since: float) -> Any:
+        """The first finished tick of ``sensor`` that started after ``since`` (epoch seconds)."""
+        from dagster._core.definitions.run_request import InstigatorType
+        from dagster._core.scheduler.instigation import TickStatus
+
+        done = [TickStatus.SKIPPED, TickStatus.SUCCESS, TickStatus.FAILURE]
+        for state in self.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.instigator_name == sensor:
+                ticks = self.instance.get_ticks(
+                    state.instigator_origin_id, state.selector_id, after=since, statuses=done
+                )
+                return min(ticks, key=lambda tick: tick.timestamp) if ticks else None
+        return None
+
+    def run_end(self, run_id: str) -> float:
+        """When a finished run ended (epoch seconds; now if the storage has no end time)."""
+        record = self.instance.get_run_record_by_id(run_id)
+        return (record.end_time if record else None) or time.time()
 
     def run(self, run_id: str) -> Any:
         """A run by id."""
@@ -258,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
             if decision.get("decision") == "reject":
                 _say("  the retrained model was not better: the champion stays (the blocking "
                      "check not_worse_than_champion stopped the run before promotion)")  # fmt: skip
+            ended = clock.run_end(retrain.run_id)
+            tick = wait_until("the drift sensor's next tick",
+                              lambda: clock.sensor_tick_after(DRIFT_SENSOR, ended),
+                              args.timeout)  # fmt: skip
+            outcome = tick.skip_reason if tick.status.value == "SKIPPED" else (
+                f"requested {len(tick.run_ids)} run(s)")  # fmt: skip
+            _say(f"5) the drift sensor after the retrain: {tick.status.value} - {outcome}")
             _say("browse the runs, sensor ticks and reports with: make ui")
             return 0 if decision.get("decision") else 1
         finally:

@@ -1,9 +1,12 @@
 """The drift sensor: a new drift report over the threshold requests the retraining job.
 
 The run key is ``retrain-<drift report data version>``: the version hashes the champion, the
-batches compared and the test settings, so the same drift never triggers twice. A cooldown
-stops retrain storms, a retraining run still queued or running holds new requests back, and
-every skip says why (visible in the UI on the sensor's ticks).
+batches compared and the test settings, so the same drift never triggers twice. Batches that
+already triggered a retrain do not trigger another: the retrained model was trained on them, and
+its own drift report (against a reference that now holds them among much older data) still shows
+drift, which would otherwise retrain on the same data after every cooldown. A cooldown stops
+retrain storms, a retraining run still queued or running holds new requests back, and every skip
+says why (visible in the UI on the sensor's ticks).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ ACTIVE = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+#: Batches remembered in the cursor as already retrained on (the oldest are forgotten first).
+REMEMBERED_BATCHES = 500
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ def decide_retrain(
     last_triggered: float | None,
     cooldown_minutes: float,
     active_run: str | None = None,
+    retrained_by: str | None = None,
 ) -> RetrainDecision:
     """The drift sensor's rule (pure).
 
@@ -56,6 +62,7 @@ def decide_retrain(
         last_triggered: When drift last triggered retraining (epoch seconds), if ever.
         cooldown_minutes: Least time between two triggered retrains.
         active_run: Id of a retraining run still queued or running, if any.
+        retrained_by: Run key of the retrain that the same batches already triggered, if any.
 
     Returns:
         The decision with its reason.
@@ -67,6 +74,11 @@ def decide_retrain(
         return RetrainDecision(False, f"{shown}: below threshold")
     if active_run:
         return RetrainDecision(False, f"{shown}, but retraining run {active_run} is in progress")
+    if retrained_by:
+        return RetrainDecision(
+            False,
+            f"{shown}, but these batches already triggered {retrained_by}: waiting for new batches",
+        )
     if last_triggered is not None:
         waited = (now - last_triggered) / 60.0
         if waited < cooldown_minutes:
@@ -104,13 +116,17 @@ def drift_retrain_sensor(
     n_checked = int(metadata_value(metadata, "n_checked", 0))  # type: ignore[arg-type]
     tags = record.asset_materialization.tags or {}
     version = str(tags.get("dagster/data_version") or record.storage_id)
+    batches = [str(b) for b in metadata_value(metadata, "batches", None) or []]
+    retrained: dict[str, str] = cursor.get("retrained_batches", {})
+    seen_all = bool(batches) and all(batch in retrained for batch in batches)
+    retrained_by = retrained[batches[0]] if seen_all else None  # the newest batch's retrain
     active = context.instance.get_runs(
         dg.RunsFilter(job_name=RETRAIN_JOB, statuses=ACTIVE), limit=1
     )
     decision = decide_retrain(
         share, n_checked, drift_policy.threshold, datetime.now(UTC).timestamp(),
         cursor.get("last_triggered"), drift_policy.cooldown_minutes,
-        active[0].run_id[:8] if active else None,
+        active[0].run_id[:8] if active else None, retrained_by,
     )  # fmt: skip
     new_cursor = {**cursor, "report_storage_id": record.storage_id}
     details = {
@@ -118,10 +134,11 @@ def drift_retrain_sensor(
         "threshold": drift_policy.threshold,
         "report_version": version,
         "champion_version": metadata_value(metadata, "champion_version"),
-        "batches": metadata_value(metadata, "batches"),
+        "batches": batches,
         "decision": decision.reason,
     }
-    if share >= drift_policy.threshold and n_checked:
+    if share >= drift_policy.threshold and n_checked and not retrained_by:
+        # Drift in batches that already triggered a retrain was alerted on then.
         alerts.raise_alerts(
             [
                 Alert(
@@ -133,12 +150,16 @@ def drift_retrain_sensor(
         )  # fmt: skip
     if not decision.retrain:
         return dg.SensorResult(skip_reason=decision.reason, cursor=json.dumps(new_cursor))
+    run_key = f"retrain-{version}"
     new_cursor["last_triggered"] = datetime.now(UTC).timestamp()
+    kept = {batch: key for batch, key in retrained.items() if batch not in batches}
+    remembered = {**kept, **dict.fromkeys(batches, run_key)}  # newest last
+    new_cursor["retrained_batches"] = dict(list(remembered.items())[-REMEMBERED_BATCHES:])
     context.log.info(decision.reason)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=f"retrain-{version}",
+                run_key=run_key,
                 tags={
                     "pdm/trigger": "drift",
                     "pdm/drift_share": f"{share:.4f}",

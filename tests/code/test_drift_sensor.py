@@ -13,7 +13,11 @@ import pytest
 
 from pdm_resources.alerts import AlertSink
 from pdm_resources.drift_policy import DriftPolicy
-from sensors_schedules.drift_sensor import decide_retrain, drift_retrain_sensor
+from sensors_schedules.drift_sensor import (
+    REMEMBERED_BATCHES,
+    decide_retrain,
+    drift_retrain_sensor,
+)
 
 NOW = 1_800_000_000.0
 
@@ -74,6 +78,13 @@ def test_active_run_holds_back() -> None:
     assert "in progress" in decision.reason
 
 
+def test_batches_already_retrained_on_hold_back_and_name_the_run_key() -> None:
+    decision = decide(0.8, retrained_by="retrain-abc123")
+    assert not decision.retrain
+    assert "retrain-abc123" in decision.reason
+    assert "waiting for new batches" in decision.reason
+
+
 # ---------------------------------------------------------------------- the sensor
 
 
@@ -82,6 +93,7 @@ def report(
     share: float,
     version: str | None = "abc123",
     n_checked: int = 5,
+    batches: list[str] | None = None,
 ) -> None:
     """Records a drift report materialisation as the drift_report asset would."""
     instance.report_runless_asset_event(
@@ -91,7 +103,7 @@ def report(
                 "drift_share": share,
                 "n_checked": n_checked,
                 "champion_version": "1",
-                "batches": ["b1"],
+                "batches": ["b1"] if batches is None else batches,
             },
             tags={"dagster/data_version": version} if version else None,
         )
@@ -182,7 +194,7 @@ def test_newer_drifted_report_within_cooldown_is_held_back(
 ) -> None:
     report(instance, 0.6)
     first = evaluate(instance, tmp_path, None)
-    report(instance, 0.7, version="def456")
+    report(instance, 0.7, version="def456", batches=["b2"])
     second = evaluate(instance, tmp_path, first.cursor)
     message = skip_message(second)
     assert "cooldown" in message
@@ -202,6 +214,44 @@ def test_drifted_report_after_cooldown_retrains(
     result = evaluate(instance, tmp_path, cursor)
     (request,) = result.run_requests or []
     assert request.run_key == "retrain-late"
+
+
+def test_report_of_the_retrained_champion_on_the_same_batches_does_not_retrain_again(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """The retrain run rebuilds the drift report against the new champion. Its reference mixes
+    the drifted batch with far more older data, so the same batch still shows drift; retraining
+    on the same data again after each cooldown would loop forever."""
+    report(instance, 0.6, batches=["b1"])
+    first = evaluate(instance, tmp_path, None)
+    assert first.run_requests
+    assert json.loads(first.cursor or "")["retrained_batches"] == {"b1": "retrain-abc123"}
+    report(instance, 0.5, version="after-retrain", batches=["b1"])
+    past_cooldown = {**json.loads(first.cursor or ""), "last_triggered": time.time() - 2 * 3600}
+    second = evaluate(instance, tmp_path, json.dumps(past_cooldown))
+    message = skip_message(second)
+    assert "already triggered retrain-abc123" in message
+    assert "waiting for new batches" in message
+    assert list(alerts(tmp_path)["dedup_key"]) == ["drift-abc123"]  # alerted on once
+    # A new drifted batch is new evidence: it retrains (the cooldown has passed).
+    report(instance, 0.7, version="new-batch", batches=["b2", "b1"])
+    third = evaluate(instance, tmp_path, second.cursor)
+    (request,) = third.run_requests or []
+    assert request.run_key == "retrain-new-batch"
+    remembered = json.loads(third.cursor or "")["retrained_batches"]
+    assert remembered == {"b2": "retrain-new-batch", "b1": "retrain-new-batch"}
+
+
+def test_remembered_batches_are_bounded(instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    old = {f"old{i}": "retrain-x" for i in range(REMEMBERED_BATCHES)}
+    report(instance, 0.6, batches=["fresh"])
+    cursor = json.dumps({"retrained_batches": old})
+    result = evaluate(instance, tmp_path, cursor)
+    assert result.run_requests
+    remembered = json.loads(result.cursor or "")["retrained_batches"]
+    assert len(remembered) == REMEMBERED_BATCHES
+    assert remembered["fresh"] == "retrain-abc123"
+    assert "old0" not in remembered and f"old{REMEMBERED_BATCHES - 1}" in remembered
 
 
 def test_report_below_threshold_is_skipped_without_alert(
