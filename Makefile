@@ -47,7 +47,7 @@ test: install  ## Lint, then run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	.ci/validate-manifests --setup  # build the manifest tools before, not inside, the test run
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 lint: install  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -49,8 +49,7 @@ PINNED_REF = re.compile(r"^(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
 # Commands that change production.
 DEPLOY_COMMANDS = ("kubectl apply", "helm upgrade", "terraform apply", "docker push")
 
-# One worker runs the subprocess tests (make test uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("ci_files")
+# One worker runs the subprocess tests (make test uses --dist loadfile).
 
 
 # -- checkers (used on the repository's files and on broken examples) -------------------

@@ -23,7 +23,7 @@ from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.telemetry_source import TelemetrySource
 from tests.pipeline_resources import local_resources
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("drift_pipeline")]
+pytestmark = pytest.mark.slow
 
 MACHINES, STEPS = 16, 1200
 FAST = {"ops": {n: {"config": {"epochs": 3, "boosting_iterations": 30}} for n in CANDIDATES}}

@@ -22,8 +22,7 @@ K8S_DIR = REPO_ROOT / "bento_service" / "k8s"
 OVERLAYS = ("dev", "prod")
 APP = "pdm-risk-service"
 
-# One worker runs all of these (make test uses --dist loadgroup): the tools are built once.
-pytestmark = pytest.mark.xdist_group("k8s_manifests")
+# One worker runs all of these (make test uses --dist loadfile): the tools are built once.
 
 
 @pytest.fixture(scope="module")

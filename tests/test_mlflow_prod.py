@@ -24,7 +24,7 @@ from pdm_assets.drift_demo import stop_process_group
 from pdm_resources.mlflow_tracking import CHAMPION, MlflowTracking
 from tests.services import free_port, moto_s3_server, postgres_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_prod")]
+pytestmark = pytest.mark.slow
 
 BUCKET = "pdm-mlflow"
 MODEL = "pdm-prod-shape-model"

@@ -25,7 +25,7 @@ from pdm_resources.telemetry_source import TelemetrySource
 from tests.pipeline_resources import local_resources
 
 # One group: the module's fixtures run the graph once, on one xdist worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("models_pipeline")]
+pytestmark = pytest.mark.slow
 
 ASSETS = list(definitions.defs.assets or [])
 ALL_KEYS = {k.to_user_string() for k in definitions.defs.resolve_all_asset_keys()} - {LANDED}

@@ -194,35 +194,6 @@ def test_misconfigured_source_fails_with_clear_error(tmp_path: Path) -> None:
     assert "PDM_CMAPSS_DIR" in str(failure.event_specific_data.error)
 
 
-@pytest.mark.slow
-def test_demo_cli_persists_runs_in_pdm_home(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "PDM_HOME": str(tmp_path / "home"),
-        "PDM_SIM_MACHINES": "16",
-        "PDM_SIM_STEPS": "1200",
-    }
-    env.pop("DAGSTER_HOME", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    run = subprocess.run(
-        [sys.executable, "-m", "pdm_assets.demo"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    from pdm_assets.definitions import defs
-
-    total = len(list(defs.resolve_all_asset_keys())) - 1  # all but the per-batch ingestion
-    assert f"{total}/{total} materialised" in run.stdout
-    assert "0 failed" in run.stdout
-    home = tmp_path / "home"
-    assert (home / "warehouse.duckdb").exists()
-    assert (home / "mlflow" / "mlflow.db").exists()
-    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        for key in EXPECTED_ASSETS | {"champion_model", "fleet_health"}:
-            event = instance.get_latest_materialization_event(dg.AssetKey(key))
-            assert event is not None, key
-
-
 def test_changing_feature_windows_replaces_the_tables(tmp_path: Path) -> None:
     source = TelemetrySource(sim_machines=12, sim_steps=900)
     first = materialize(tmp_path, source)

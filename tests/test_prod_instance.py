@@ -24,8 +24,6 @@ import yaml
 from pdm_assets.jobs import INGESTION_RUNS, SERIAL_TAG, TRAINING_RUNS
 from tests.services import moto_s3_server, postgres_server
 
-pytestmark = [pytest.mark.xdist_group("prod_instance")]
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "deploy" / "dagster" / "dagster.yaml"
 BUCKET = "pdm-prod-test"

@@ -31,7 +31,7 @@ from pdm_resources.s3_warehouse import S3ParquetIOManager, S3Warehouse
 from pdm_resources.telemetry_source import TelemetrySource
 from sensors_schedules.landing_sensor import landing_zone_sensor
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prod_shape_s3")]
+pytestmark = pytest.mark.slow
 
 MACHINES, STEPS = 16, 1200
 FAST = {"ops": {n: {"config": {"epochs": 3, "boosting_iterations": 30}} for n in CANDIDATES}}

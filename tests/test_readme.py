@@ -19,6 +19,10 @@ default ``PDM_HOME``), and finds the datasets through a ``shared`` link beside i
 ``tests/conftest.py`` expects. A smaller simulator fleet (``PDM_SIM_MACHINES``,
 ``PDM_SIM_STEPS``, with the effect size such a fleet needs, ``PDM_DRIFT_MIN_EFFECT``; all
 documented) keeps the run within a few minutes.
+
+After ``make demo`` and ``make drift-demo`` the test also checks what they printed and left in
+``PDM_HOME`` (``tests/walkthrough_checks.py``): every asset materialised; stationary batches
+trigger nothing, the drifted batch exactly one retrain, and the sensor's tick after it no second.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from pathlib import Path
 import pytest
 
 from pdm_assets.drift_demo import stop_process_group
+from tests.walkthrough_checks import check_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("readme")]
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -334,6 +339,9 @@ def test_readme_walkthrough_runs_in_a_fresh_clone(
                     f"{label} exited {done.returncode}:\n{block.code}\n--- output (tail) ---\n"
                     f"{(done.stdout + done.stderr)[-4000:]}\n(logs: {logs})"
                 )
+            check = check_for(block.code.strip().splitlines()[0])
+            if check is not None:
+                check(done.stdout + done.stderr, Path(env["PDM_HOME"]))
         first = block.code.strip().splitlines()[0][:60]
         timings.append(f"{label}: {first} {time.monotonic() - started:.0f}s")
     print("\n".join(timings))

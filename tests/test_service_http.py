@@ -31,8 +31,6 @@ from tests.service_fixtures import (
     wait_ready,
 )
 
-pytestmark = pytest.mark.xdist_group("service_http")
-
 
 @dataclass
 class Service:

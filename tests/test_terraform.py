@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
-import pytest
 
 from tests.tooling import run_ci_script, unavailable
 
@@ -27,8 +26,7 @@ TF_DIR = REPO_ROOT / "terraform"
 SCRIPT = REPO_ROOT / ".ci" / "validate-terraform"
 MISSING_TERRAFORM_EXIT = 3  # .ci/validate-terraform: the terraform CLI is not installed
 
-# One worker runs all of these (make test uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("terraform")
+# One worker runs all of these (make test uses --dist loadfile).
 
 EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 VAR_REF = re.compile(r"\$\{var\.(\w+)\}")

@@ -23,7 +23,6 @@ from pdm_core.models.training import (
 )
 
 PARAMS = TrainingParams(epochs=25, boosting_iterations=150)
-pytestmark = pytest.mark.xdist_group("model_behaviour")  # trains once per worker otherwise
 
 
 # Known weakness found by these tests (seeded, so deterministic): the Keras MLP is not
@@ -35,14 +34,22 @@ KERAS_TEMPERATURE = pytest.mark.xfail(
 )
 
 
+_TRAINED: dict[str, FleetModel] = {}
+
+
 @pytest.fixture(scope="module", params=["keras", "sklearn"])
 def model(request, fleet) -> FleetModel:
-    if request.param == "keras":
-        classifier = train_risk_classifier_keras(fleet.data, PARAMS)
-    else:
-        classifier = train_risk_classifier_sklearn(fleet.data, PARAMS)
-    rul = train_rul_regressor_sklearn(fleet.data, PARAMS)
-    return FleetModel(fleet.state, {"risk_classifier": classifier, "rul_regressor": rul})
+    # pytest sets a parametrised module fixture up again when the tests' other parameters make
+    # it switch back and forth; each model is trained once per worker all the same.
+    if request.param not in _TRAINED:
+        if request.param == "keras":
+            classifier = train_risk_classifier_keras(fleet.data, PARAMS)
+        else:
+            classifier = train_risk_classifier_sklearn(fleet.data, PARAMS)
+        rul = train_rul_regressor_sklearn(fleet.data, PARAMS)
+        components = {"risk_classifier": classifier, "rul_regressor": rul}
+        _TRAINED[request.param] = FleetModel(fleet.state, components)
+    return _TRAINED[request.param]
 
 
 def test_windows(fleet, predicate, count: int = 40, seed: int = 0) -> list[pd.DataFrame]:

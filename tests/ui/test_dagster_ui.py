@@ -1,7 +1,8 @@
 """The user's path through the browser: Dagster UI, the Evidently drift report, the MLflow UI.
 
-One fresh ``PDM_HOME`` (a 16-machine simulator fleet, as in the daemon test), one ``dagster dev``
-on a free port, Debian's chromium driven by Playwright (no browser download). In order:
+One fresh ``PDM_HOME`` (a 16-machine simulator fleet, as in the README walkthrough test), one
+``dagster dev`` on a free port, Debian's chromium driven by Playwright (no browser download).
+In order:
 
 1. the global asset lineage shows every asset group of the definitions;
 2. ``full_pipeline`` is launched with its **Materialize all** button and the run succeeds;
@@ -39,7 +40,7 @@ from pdm_assets.drift_demo import stop_process_group, wait_until
 from tests.services import dagster_dev_server, free_port
 from tests.tooling import unavailable
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS_IMAGES = REPO / "docs" / "images"
