@@ -8,7 +8,10 @@ same asyncio/aiohttp load, in the same run:
 
 * cold start of ``bentoml serve`` (process start to ``/readyz`` = 200), median of 3;
 * ``/predict`` at concurrency 1 and 32: requests/s, p50/p95/p99 latency, errors;
-* ``/predict_batch`` (``--batch`` windows per call) at concurrency 1 and 32: windows/s.
+* ``/predict_batch`` (``--batch`` windows per call) at concurrency 1 and 32: windows/s;
+* a no-op BentoML service (same two workers, the same ``/predict`` body read as plain JSON, a
+  constant answer) at concurrency 1 and 32: what BentoML's HTTP stack alone costs here, the
+  floor under any model behind it.
 
 Usage: ``python benchmarks/bench_service.py [--seconds 8] [--update BENCHMARKS.md]``.
 """
@@ -87,11 +90,30 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> flo
     raise TimeoutError(url)
 
 
+NOOP_SERVICE = """
+import bentoml
+
+
+@bentoml.service(workers=2)
+class NoopService:  # GET /readyz: BentoML's own
+    @bentoml.api
+    def predict(self, machine_id: str, readings: list | None = None,
+                columns: dict | None = None) -> dict:
+        return {"machine_id": machine_id, "failure_probability": 0.0}
+"""
+
+
 def start(kind: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    path = str(REPO)
     if kind == "bentoml":
         command = [str(BIN / "bentoml"), "serve", "bento_service.service:FleetRiskService",
+                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    elif kind == "noop":
+        (log.parent / "noop_service.py").write_text(NOOP_SERVICE)
+        path = f"{log.parent}{os.pathsep}{REPO}"
+        command = [str(BIN / "bentoml"), "serve", "noop_service:NoopService",
                    "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     else:
         (log.parent / "control_app.py").write_text(CONTROL_APP)
@@ -100,7 +122,7 @@ def start(kind: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, 
                    "--log-level", "warning", "--app-dir", str(log.parent)]  # fmt: skip
     started = time.monotonic()
     process = subprocess.Popen(
-        command, cwd=REPO, env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        command, cwd=REPO, env={**os.environ, **env, "PYTHONPATH": path},
         stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     wait_ready(url, process)
@@ -191,10 +213,12 @@ def run(args: argparse.Namespace) -> str:
         cold.append(seconds)
         stop(process)
     rows = []
-    for kind in ("bentoml", "control"):
+    for kind in ("bentoml", "control", "noop"):
         process, url, _ = start(kind, env, work / f"{kind}.log")
         try:
             for endpoint, form, body, per_call in bodies:
+                if kind == "noop" and (endpoint, form) != ("predict", "readings"):
+                    continue
                 for concurrency in (1, 32):
                     result = asyncio.run(load(f"{url}/{endpoint}", body, concurrency, args.seconds))
                     result.update(server=kind, endpoint=endpoint, form=form,
@@ -234,13 +258,17 @@ def report(rows: list[dict], cold: list[float], args: argparse.Namespace) -> str
             (r["endpoint"], r["form"], r["concurrency"]): r for r in rows if r["server"] == server
         }
 
-    bento, control = pick("bentoml"), pick("control")
+    bento, control, noop = pick("bentoml"), pick("control"), pick("noop")
     ratio = bento[("predict", "readings", 32)]["rps"] / control[("predict", "readings", 32)]["rps"]
+    floor = noop[("predict", "readings", 32)]
     lines += [
         "",
         f"Cold start (`bentoml serve` process start to `/readyz` = 200): median "
         f"{statistics.median(cold):.1f} s of {', '.join(f'{c:.1f}' for c in cold)} s. "
-        f"`/predict` (readings) throughput at concurrency 32, BentoML / control: {ratio:.2f}x.",
+        f"`/predict` (readings) throughput at concurrency 32, BentoML / control: {ratio:.2f}x. "
+        f"The no-op BentoML service (no validation, no model) at concurrency 32: "
+        f"{floor['rps']:.0f} requests/s, p99 {floor['p99']:.1f} ms; the service answers at "
+        f"{bento[('predict', 'readings', 32)]['rps'] / floor['rps']:.2f}x its throughput.",
     ]
     return "\n".join(lines)
 
