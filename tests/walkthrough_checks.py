@@ -19,9 +19,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from pdm_core.registry import FLEET_MODEL
 from pdm_resources.mlflow_tracking import MlflowTracking
-
-REGISTERED_MODEL = "pdm-fleet-model"
 
 
 def check_demo(output: str, home: Path) -> None:
@@ -66,9 +65,9 @@ def check_drift_demo(output: str, home: Path) -> None:
         assert len(ingests) == 3 and all(r.status.value == "SUCCESS" for r in ingests)
 
     client = MlflowTracking(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}").client()
-    versions = client.search_model_versions(f"name='{REGISTERED_MODEL}'")
+    versions = client.search_model_versions(f"name='{FLEET_MODEL}'")
     assert len(versions) == 2  # the demo's champion and the retrained candidate
-    champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    champion = client.get_model_version_by_alias(FLEET_MODEL, "champion")
     assert str(champion.version) == ("2" if decision.group(1) == "promote" else "1")
 
 
