@@ -33,7 +33,7 @@ from pdm_core.drift_inputs import reference_sample
 from pdm_core.features import FeatureState, compute_features
 from pdm_core.models.bundle import FleetModel, RiskThresholds, make_example, pyfunc_model
 from pdm_core.models.data import ModelData, SplitData
-from pdm_core.models.direction import check_direction, sample_windows
+from pdm_core.models.direction import check_directions, sample_windows
 from pdm_core.models.evaluation import rul_protocol_rows
 from pdm_core.models.trained import TrainedModel
 from pdm_core.promotion import PromotionDecision, PromotionPolicy, decide
@@ -108,11 +108,9 @@ def direction_checks(
     )  # fmt: skip
     if not windows:
         return {}
+    steps = {sensor: float(step) for sensor, step in rising.items()}
     return {
-        name: [
-            check_direction(component(name), state, windows, sensor, float(step)).to_dict()
-            for sensor, step in rising.items()
-        ]
+        name: [r.to_dict() for r in check_directions(component(name), state, windows, steps)]
         for name in names
     }
 

@@ -88,6 +88,26 @@ def check_direction(
     Returns:
         The before/after comparison.
     """
+    return check_directions(classifier, state, windows, {sensor: step})[0]
+
+
+def check_directions(
+    classifier: TrainedModel,
+    state: FeatureState,
+    windows: list[pd.DataFrame],
+    steps: dict[str, float],
+) -> list[DirectionResult]:
+    """:func:`check_direction` for several sensors, scoring the unchanged windows once.
+
+    Args:
+        classifier: A ``risk_classifier`` component.
+        state: The feature definition it was trained on.
+        windows: As for :func:`check_direction`.
+        steps: Sensor -> rise at the last reading, in the sensor's units.
+
+    Returns:
+        One comparison per sensor, in the order of ``steps``.
+    """
     import pandas as pd
 
     def score(frames: list[pd.DataFrame]) -> np.ndarray:
@@ -95,15 +115,20 @@ def check_direction(
         return classifier.predict(rows[classifier.features].to_numpy(dtype=np.float32))
 
     before = score(windows)
-    after = score([worsened(w, sensor, step) for w in windows])
-    return DirectionResult(
-        sensor=sensor,
-        step=float(step),
-        windows=len(windows),
-        mean_before=float(before.mean()),
-        mean_after=float(after.mean()),
-        lowered_share=float((after < before - TOLERANCE).mean()),
-    )
+    results = []
+    for sensor, step in steps.items():
+        after = score([worsened(w, sensor, step) for w in windows])
+        results.append(
+            DirectionResult(
+                sensor=sensor,
+                step=float(step),
+                windows=len(windows),
+                mean_before=float(before.mean()),
+                mean_after=float(after.mean()),
+                lowered_share=float((after < before - TOLERANCE).mean()),
+            )
+        )
+    return results
 
 
 def sample_windows(

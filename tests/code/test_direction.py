@@ -9,7 +9,13 @@ import pytest
 
 from pdm_core import schema
 from pdm_core.features import fit_feature_state
-from pdm_core.models.direction import RAMP, check_direction, sample_windows, worsened
+from pdm_core.models.direction import (
+    RAMP,
+    check_direction,
+    check_directions,
+    sample_windows,
+    worsened,
+)
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
 
 
@@ -74,3 +80,17 @@ def test_a_classifier_passes_when_risk_rises_with_the_sensor(fleet, sign, passes
     assert (result.mean_after > result.mean_before) == passes
     assert result.passed is passes
     assert result.to_dict()["passed"] is passes
+
+
+def test_several_sensors_score_the_unchanged_windows_once(fleet) -> None:
+    state, windows = fleet
+    model = Linear(state.feature_names, "temperature__mean_w10", 1.0)
+    calls = []
+    predict = model.predict
+    model.predict = lambda X: calls.append(len(X)) or predict(X)  # type: ignore[method-assign]
+    steps = {"vibration": 1.5, "temperature": 10.0}
+    results = check_directions(model, state, windows, steps)  # type: ignore[arg-type]
+    assert calls == [len(windows)] * 3  # unchanged once, then once per sensor
+    assert [r.sensor for r in results] == ["vibration", "temperature"]
+    for result, (sensor, step) in zip(results, steps.items(), strict=True):
+        assert result == check_direction(model, state, windows, sensor, step)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import pytest
 from pdm_core import schema
 from pdm_core.features import compute_window_features
 from pdm_core.models.bundle import FleetModel
-from pdm_core.models.direction import check_direction
+from pdm_core.models.direction import check_direction, worsened
 from pdm_core.models.training import (
     TrainingParams,
     train_risk_classifier_keras,
@@ -98,12 +98,7 @@ def test_worsening_sensor_does_not_lower_risk(fleet, model, sensor, step, reques
     if model.components["risk_classifier"].framework == "keras" and sensor == "temperature":
         request.applymarker(KERAS_TEMPERATURE)
     windows = test_windows(fleet, lambda f: f[schema.RUL] < 300)
-    worse = []
-    for w in windows:
-        w = w.copy()
-        ramp = np.clip(np.arange(len(w)) - (len(w) - 11), 0, None) / 10.0
-        w[sensor] += step * ramp
-        worse.append(w)
+    worse = [worsened(w, sensor, step) for w in windows]  # the last 10 readings, up to step
     before = score(model, windows)["failure_probability"].to_numpy()
     after = score(model, worse)["failure_probability"].to_numpy()
     assert after.mean() >= before.mean(), (before.mean(), after.mean())
