@@ -6,9 +6,12 @@ feature code and model; the control has no BentoML (no middleware, metrics, or r
 logic): one prediction per request. Both run two worker processes on 127.0.0.1 and get the
 same asyncio/aiohttp load, in the same run:
 
-* cold start of ``bentoml serve`` (process start to ``/readyz`` = 200), median of 3;
+* cold start of ``bentoml serve`` (process start to ``/readyz`` = 200), median of 3, for the
+  service and for the no-op service below;
 * ``/predict`` at concurrency 1 and 32: requests/s, p50/p95/p99 latency, errors;
-* ``/predict_batch`` (``--batch`` windows per call) at concurrency 1 and 32: windows/s;
+* ``/predict_batch`` (``--batch`` distinct windows per call, as ``readings`` and ``columns``
+  JSON and as an Arrow table; the Arrow table also with ``--large-batch`` windows) at
+  concurrency 1 and 32: windows/s;
 * a no-op BentoML service (same two workers, the same ``/predict`` body read as plain JSON, a
   constant answer) at concurrency 1 and 32: what BentoML's HTTP stack alone costs here, the
   floor under any model behind it.
@@ -29,20 +32,28 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bento_service.schemas import WindowContract
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 MARK = "bench:service"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 CONTROL_APP = """
 import os
 from threadpoolctl import threadpool_limits
 threadpool_limits(1)
 import fastapi
+from pydantic_core import to_json
 from bento_service.model_source import load_served_model
 from bento_service.schemas import FleetWindows, MachineWindow, Prediction, FleetPredictions
 
@@ -62,6 +73,14 @@ def predict(window: MachineWindow) -> Prediction:
 def predict_batch(batch: FleetWindows) -> FleetPredictions:
     return FleetPredictions(predictions=model.predict(batch.machines),
                             model_name=model.name, model_version=model.version)
+
+@app.post("/predict_batch_arrow")
+async def predict_batch_arrow(request: fastapi.Request) -> fastapi.Response:
+    from bento_service.arrow_batch import STREAM, read_batch
+    batch = read_batch(await request.body(), STREAM, model.contract)
+    rows = model.prediction_rows(batch.machine_ids, batch.arrays)
+    body = {"predictions": rows, "model_name": model.name, "model_version": model.version}
+    return fastapi.Response(to_json(body), media_type="application/json")
 """
 
 
@@ -137,13 +156,15 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, 9)
 
 
-async def load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+async def load(
+    url: str, body: bytes, concurrency: int, seconds: float, media: str = "application/json"
+) -> dict:
     """Closed-loop load: ``concurrency`` clients each send the next request on an answer."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": media}
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def client() -> None:
@@ -176,17 +197,59 @@ async def load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
     }
 
 
-def request_bodies(batch: int) -> list[tuple[str, str, bytes, int]]:
-    """(endpoint, form, body, windows per call): rows (``readings``) and ``columns`` forms."""
-    from bento_service.convert import columns_from_window
+def fleet_windows(count: int, length: int, seed: int = 0) -> list[pd.DataFrame]:
+    """``count`` distinct windows of ``length`` readings from the demo's telemetry.
+
+    Each is one machine's consecutive readings ending at a random cycle, renamed
+    ``machine-00000``...: the trees see the spread of values a fleet sends, not one window
+    repeated.
+    """
+    import duckdb
+
+    from pdm_resources.paths import warehouse_path
+
+    with duckdb.connect(str(warehouse_path()), read_only=True) as db:
+        telemetry = db.sql("SELECT * FROM pdm.raw_telemetry ORDER BY machine_id, cycle").df()
+    machines = [g.reset_index(drop=True) for _, g in telemetry.groupby("machine_id", observed=True)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        rows = machines[i % len(machines)]
+        end = int(rng.integers(length, len(rows) + 1))
+        window = rows.iloc[end - length : end].copy()
+        window["machine_id"] = f"machine-{i:05d}"
+        out.append(window)
+    return out
+
+
+def request_bodies(
+    batch: int, large: int, contract: WindowContract
+) -> list[tuple[str, str, bytes, int]]:
+    """(endpoint, form, body, windows per call).
+
+    ``/predict``: the README's example window as ``readings`` (one object per reading) and
+    ``columns`` (one list per field). ``/predict_batch``: ``batch`` distinct windows of the
+    same length from the demo's telemetry, in both JSON forms and as one Arrow IPC table
+    (``arrow``); the Arrow table also with ``large`` windows.
+    """
+    import pandas as pd
+
+    from bento_service.arrow_batch import arrow_from_frame
+    from bento_service.convert import columns_from_window, window_from_frame
 
     window = json.loads((REPO / "examples" / "serving" / "predict_request.json").read_text())
-    out = []
-    for form, body in (("readings", window), ("columns", columns_from_window(window))):
-        machines = [{**body, "machine_id": f"machine-{i:05d}"} for i in range(batch)]
-        out.append(("predict", form, json.dumps(body).encode(), 1))
-        out.append(("predict_batch", form, json.dumps({"machines": machines}).encode(), batch))
-    return sorted(out, key=lambda r: (r[0], r[1] != "readings"))
+    many = fleet_windows(max(batch, large), len(window["readings"]))
+    frames = many[:batch]
+    readings = [window_from_frame(frame, contract) for frame in frames]
+    return [
+        ("predict", "readings", json.dumps(window).encode(), 1),
+        ("predict", "columns", json.dumps(columns_from_window(window)).encode(), 1),
+        ("predict_batch", "readings", json.dumps({"machines": readings}).encode(), batch),
+        ("predict_batch", "columns",
+         json.dumps({"machines": [columns_from_window(w) for w in readings]}).encode(), batch),
+        ("predict_batch", "arrow", arrow_from_frame(pd.concat(frames), contract), batch),
+        ("predict_batch", "arrow", arrow_from_frame(pd.concat(many[:large]), contract), large),
+    ]  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> str:
@@ -204,14 +267,19 @@ def run(args: argparse.Namespace) -> str:
         "PDM_MODEL_DIR": str(bundle),
         "PDM_SERVE_WORKERS": "2",
         "BENTOML_DO_NOT_TRACK": "True",
-        "PDM_SERVE_MAX_BATCH": str(max(args.batch, 5000)),
+        "PDM_SERVE_MAX_BATCH": str(max(args.batch, args.large_batch, 5000)),
     }
-    bodies = request_bodies(args.batch)
-    cold = []
-    for i in range(3):
-        process, url, seconds = start("bentoml", env, work / f"cold{i}.log")
-        cold.append(seconds)
-        stop(process)
+    from bento_service.schemas import WindowContract
+    from pdm_core.features import FeatureState
+
+    state = FeatureState.from_json((bundle / "feature_state.json").read_text())
+    bodies = request_bodies(args.batch, args.large_batch, WindowContract.of(state))
+    cold: dict[str, list[float]] = {"bentoml": [], "noop": []}
+    for kind, times in cold.items():
+        for i in range(3):
+            process, url, seconds = start(kind, env, work / f"cold-{kind}-{i}.log")
+            times.append(seconds)
+            stop(process)
     rows = []
     for kind in ("bentoml", "control", "noop"):
         process, url, _ = start(kind, env, work / f"{kind}.log")
@@ -219,10 +287,16 @@ def run(args: argparse.Namespace) -> str:
             for endpoint, form, body, per_call in bodies:
                 if kind == "noop" and (endpoint, form) != ("predict", "readings"):
                     continue
+                path, media = endpoint, "application/json"
+                if form == "arrow":
+                    media = ARROW_STREAM
+                    path = "predict_batch_arrow" if kind == "control" else endpoint
                 for concurrency in (1, 32):
-                    result = asyncio.run(load(f"{url}/{endpoint}", body, concurrency, args.seconds))
+                    result = asyncio.run(
+                        load(f"{url}/{path}", body, concurrency, args.seconds, media)
+                    )
                     result.update(server=kind, endpoint=endpoint, form=form,
-                                  concurrency=concurrency,
+                                  per_call=per_call, concurrency=concurrency,
                                   windows_per_s=result["rps"] * per_call)  # fmt: skip
                     rows.append(result)
                     print(json.dumps(result), flush=True)
@@ -231,44 +305,62 @@ def run(args: argparse.Namespace) -> str:
     return report(rows, cold, args)
 
 
-def report(rows: list[dict], cold: list[float], args: argparse.Namespace) -> str:
+def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namespace) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"Measured {when} with `python benchmarks/bench_service.py --seconds {args.seconds} "
-        f"--batch {args.batch}` on {os.cpu_count()} CPU cores ({platform.machine()}, no GPU); "
-        "server and load generator share the cores. Both servers: 2 worker processes, same "
-        "champion, same validation and feature code. `/predict` sends one 30-reading window; "
-        f"`/predict_batch` sends {args.batch} windows per call; each as `readings` (one object "
-        "per reading) and as `columns` (one list per field).",
+        f"--batch {args.batch} --large-batch {args.large_batch}` on {os.cpu_count()} CPU cores "
+        f"({platform.machine()}, no GPU); server and load generator share the cores. Both "
+        "servers: 2 worker processes, same champion, same validation and feature code. "
+        "`/predict` sends one 30-reading window; `/predict_batch` sends distinct 30-reading "
+        "windows from the demo's telemetry, as `readings` (one JSON object per reading), "
+        "`columns` (one JSON list per field) and `arrow` (one Arrow IPC table, a row per "
+        "reading).",
         "",
-        "| server | endpoint | form | concurrency | requests/s | windows/s | p50 ms | p95 ms "
-        "| p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| server | endpoint | form | windows/call | concurrency | requests/s | windows/s "
+        "| p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['server']} | {r['endpoint']} | {r['form']} | {r['concurrency']} | "
-            f"{r['rps']:.1f} | "
-            f"{r['windows_per_s']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | "
-            f"{r['errors']} of {r['requests']} |"
+            f"| {r['server']} | {r['endpoint']} | {r['form']} | {r['per_call']} | "
+            f"{r['concurrency']} | {r['rps']:.1f} | {r['windows_per_s']:.0f} | "
+            f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} of {r['requests']} |"
         )
 
     def pick(server: str) -> dict:
         return {
-            (r["endpoint"], r["form"], r["concurrency"]): r for r in rows if r["server"] == server
+            (r["endpoint"], r["form"], r["per_call"], r["concurrency"]): r
+            for r in rows
+            if r["server"] == server
         }
 
     bento, control, noop = pick("bentoml"), pick("control"), pick("noop")
-    ratio = bento[("predict", "readings", 32)]["rps"] / control[("predict", "readings", 32)]["rps"]
-    floor = noop[("predict", "readings", 32)]
+    single = ("predict", "readings", 1, 32)
+    ratio = bento[single]["rps"] / control[single]["rps"]
+    floor = noop[single]
+
+    def batch_rate(form: str, per_call: int) -> float:
+        return float(bento[("predict_batch", form, per_call, 32)]["windows_per_s"])
+
+    def starts(kind: str) -> str:
+        times = cold[kind]
+        return (
+            f"median {statistics.median(times):.1f} s of {', '.join(f'{c:.1f}' for c in times)} s"
+        )
+
     lines += [
         "",
-        f"Cold start (`bentoml serve` process start to `/readyz` = 200): median "
-        f"{statistics.median(cold):.1f} s of {', '.join(f'{c:.1f}' for c in cold)} s. "
+        f"Cold start (`bentoml serve` process start to `/readyz` = 200): {starts('bentoml')}; "
+        f"the no-op BentoML service: {starts('noop')}. "
         f"`/predict` (readings) throughput at concurrency 32, BentoML / control: {ratio:.2f}x. "
         f"The no-op BentoML service (no validation, no model) at concurrency 32: "
         f"{floor['rps']:.0f} requests/s, p99 {floor['p99']:.1f} ms; the service answers at "
-        f"{bento[('predict', 'readings', 32)]['rps'] / floor['rps']:.2f}x its throughput.",
+        f"{bento[single]['rps'] / floor['rps']:.2f}x its throughput. "
+        f"`/predict_batch` at concurrency 32: {batch_rate('columns', args.batch):,.0f} "
+        f"windows/s as `columns`, {batch_rate('arrow', args.batch):,.0f} as `arrow` "
+        f"({args.batch} per call) and {batch_rate('arrow', args.large_batch):,.0f} as `arrow` "
+        f"({args.large_batch} per call); goal 50,000.",
     ]
     return "\n".join(lines)
 
@@ -288,6 +380,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="Load per measurement.")
     parser.add_argument("--batch", type=int, default=500, help="Windows per batch call.")
+    parser.add_argument(
+        "--large-batch", type=int, default=2000, help="Windows per call of the large Arrow batch."
+    )
     parser.add_argument("--update", type=Path, help="Write the table into this markdown file.")
     args = parser.parse_args()
     text = run(args)

@@ -30,6 +30,9 @@ MAX_READINGS = int(os.environ.get("PDM_SERVE_MAX_READINGS", "1000"))
 """Most readings accepted in one machine's window."""
 MAX_BATCH = int(os.environ.get("PDM_SERVE_MAX_BATCH", "5000"))
 """Most machines accepted in one ``/predict_batch`` call."""
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""``/predict_batch`` also takes the fleet's readings as an Arrow IPC stream (or file)."""
+ARROW_MEDIA_TYPES = (ARROW_STREAM, "application/vnd.apache.arrow.file")
 MAX_VALUE = 1e12
 """Largest magnitude accepted for a reading: beyond it features overflow in float64 sums."""
 

@@ -20,6 +20,7 @@ import os
 import threading
 import time
 import typing
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ import fastapi
 import prometheus_client
 
 from bento_service.schemas import (
+    ARROW_MEDIA_TYPES,
+    ARROW_STREAM,
     FleetPredictions,
     FleetWindows,
     MachineWindow,
@@ -129,8 +132,8 @@ def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     """Makes BentoML's generated OpenAPI document describe what the service really answers.
 
     BentoML documents 400 bodies with a string ``detail`` (they carry a list) and drops
-    ``null`` from optional outputs of a root-level response model; the 413 answer of the
-    request guard is added.
+    ``null`` from optional outputs of a root-level response model; the 413 and 415 answers of
+    the request guard and the Arrow form of ``/predict_batch`` are added.
     """
     spec.setdefault("components", {}).setdefault("schemas", {})["InvalidArgument"] = ERROR_SCHEMA
 
@@ -156,6 +159,18 @@ def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
             "application/json": {"schema": {"$ref": "#/components/schemas/InvalidArgument"}}
         }
     }
+    batch = spec.get("paths", {}).get("/predict_batch", {}).get("post", {})
+    content = batch.get("requestBody", {}).get("content")
+    if isinstance(content, dict):
+        for media in ARROW_MEDIA_TYPES:
+            content[media] = {"schema": {"type": "string", "format": "binary"}}
+        batch["description"] = (
+            (batch.get("description") or "").rstrip()
+            + "\n\nThe fleet's readings may also come as an Arrow IPC stream (or file): one "
+            "row per reading with machine_id, cycle or timestamp, the sensors and what else "
+            "the model needs (see GET /model_info); each machine's rows together, oldest "
+            "first. The answer is the same JSON."
+        ).strip()
     for path in API_PATHS:
         responses = spec.get("paths", {}).get(path, {}).get("post", {}).get("responses")
         if responses is not None:
@@ -194,16 +209,19 @@ class RequestGuard:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
-        if media != b"application/json":
+        arrow_path = endpoint == "predict_batch"
+        arrow = arrow_path and media.decode("latin-1") in ARROW_MEDIA_TYPES
+        if media != b"application/json" and not arrow:
+            also = f" (or, to /predict_batch, {ARROW_STREAM})" if arrow_path else ""
             await self._refuse(
                 endpoint, send, 415, "unsupported_media_type", "content-type",
-                f"send application/json, not {media.decode('latin-1')!r}",
+                f"send application/json{also}, not {media.decode('latin-1')!r}",
             )  # fmt: skip
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(endpoint, send)
             return
-        if declared is None:  # chunked upload: read it here to enforce the limit
+        if declared is None or arrow:  # read it here: chunked (enforce the limit) or Arrow
             chunks, size, more = [], 0, True
             while more:
                 message = await receive()
@@ -216,6 +234,14 @@ class RequestGuard:
                     await self._too_large(endpoint, send)
                     return
             body = b"".join(chunks)
+            if arrow:
+                service = bentoml.get_current_service()
+                status, answer = await service.predict_batch_arrow(body, media.decode("latin-1"))
+                if status == 400:
+                    reason = json.loads(answer)["detail"][0]["type"]
+                    REJECTED.labels(endpoint=endpoint, reason=reason).inc()
+                await self._answer(send, status, answer)
+                return
 
             async def replay() -> dict:
                 nonlocal body
@@ -271,18 +297,25 @@ class RequestGuard:
             f"request body exceeds {self.max_body_bytes} bytes (PDM_SERVE_MAX_BODY_MB)",
         )  # fmt: skip
 
-    @staticmethod
-    async def _refuse(endpoint: str, send: Any, status: int, rule: str, loc: str, msg: str) -> None:
+    @classmethod
+    async def _refuse(
+        cls, endpoint: str, send: Any, status: int, rule: str, loc: str, msg: str
+    ) -> None:
         REJECTED.labels(endpoint=endpoint, reason=rule).inc()
         detail = [{"type": rule, "loc": [loc], "msg": msg}]
         body = json.dumps({"error": msg, "detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-            }
-        )
+        await cls._answer(send, status, body, close=True)
+
+    @staticmethod
+    async def _answer(send: Any, status: int, body: bytes, close: bool = False) -> None:
+        """Sends a whole JSON response."""
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -368,6 +401,7 @@ class FleetRiskService:
             "serving %s v%s from %s (loaded and self-tested in %.2f s)",
             model.name, model.version, model.source, time.perf_counter() - started,
         )  # fmt: skip
+        import pyarrow.ipc  # noqa: F401  (after readiness: the first Arrow batch skips 0.4 s)
 
     def _fail(self, reason: str) -> None:
         self.load_error = reason
@@ -403,10 +437,51 @@ class FleetRiskService:
                 predictions = await asyncio.to_thread(model.predict, windows)
         except OutOfRangeError as error:
             raise OutOfRange(f"out_of_range: {error}") from None
-        LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        for level, count in collections.Counter(p.risk_level for p in predictions).items():
-            PREDICTIONS.labels(risk_level=level).inc(count)
+        self._observe(endpoint, started, (p.risk_level for p in predictions))
         return predictions
+
+    @staticmethod
+    def _observe(endpoint: str, started: float, levels: Iterable[str]) -> None:
+        """Records a scored request: its latency and its predictions by risk level."""
+        LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        for level, count in collections.Counter(levels).items():
+            PREDICTIONS.labels(risk_level=level).inc(count)
+
+    async def predict_batch_arrow(self, body: bytes, media_type: str) -> tuple[int, bytes]:
+        """``POST /predict_batch`` with an Arrow IPC body (see :mod:`bento_service.arrow_batch`).
+
+        Called by :class:`RequestGuard` (BentoML parses API bodies as JSON only). The answer
+        is the JSON form's ``FleetPredictions``.
+
+        Returns:
+            ``(status, JSON body)``: 200 with the predictions, 400 naming the rule broken, or
+            503 before the model is loaded.
+        """
+        from pydantic_core import to_json
+
+        from bento_service.arrow_batch import BatchRuleError, read_batch
+        from bento_service.scoring import OutOfRangeError
+
+        try:
+            model = await self._ready_model()
+        except NotReady as error:
+            return 503, to_json({"error": str(error)})
+        started = time.perf_counter()
+
+        def score() -> list[dict[str, Any]]:
+            batch = read_batch(body, media_type, model.contract)
+            return model.prediction_rows(batch.machine_ids, batch.arrays)
+
+        try:
+            rows = await asyncio.to_thread(score)
+        except BatchRuleError as error:
+            return 400, to_json({"error": error.msg, "detail": [error.detail()]})
+        except OutOfRangeError as error:
+            detail = [{"type": "out_of_range", "loc": [], "msg": str(error)}]
+            return 400, to_json({"error": str(error), "detail": detail})
+        self._observe("predict_batch", started, (row["risk_level"] for row in rows))
+        answer = {"predictions": rows, "model_name": model.name, "model_version": model.version}
+        return 200, to_json(answer)
 
     # The APIs are coroutines: scoring is CPU-bound and single-threaded per worker (one worker
     # per core), so running a small request on the event loop saves the thread-pool hop of a

@@ -507,12 +507,15 @@ class WindowArrays:
         sensors: Raw values in ``state.sensors`` order, shape (sensors, machines, readings),
             oldest reading first.
         regimes: Regime label of every reading, shape (machines, readings); None where the
-            state derives regimes from ``settings`` or has a single regime.
+            state derives regimes from ``settings`` or has a single regime. With
+            ``regime_levels`` set, integer codes into it instead (a dictionary-encoded column:
+            no string work per reading).
         settings: Operating settings in ``state.settings`` order, shape (settings, machines,
             readings), where the state derives regimes from them.
         time_since_maintenance: Value at each machine's latest reading, shape (machines,),
             where the state uses it.
         categories: Level at each machine's latest reading, per categorical column.
+        regime_levels: The labels that integer ``regimes`` codes stand for.
     """
 
     sensors: np.ndarray
@@ -520,6 +523,7 @@ class WindowArrays:
     settings: np.ndarray | None = None
     time_since_maintenance: np.ndarray | None = None
     categories: dict[str, np.ndarray] = field(default_factory=dict)
+    regime_levels: tuple[str, ...] | None = None
 
 
 def latest_window_features(windows: WindowArrays, state: FeatureState) -> np.ndarray:
@@ -556,15 +560,20 @@ def latest_window_features(windows: WindowArrays, state: FeatureState) -> np.nda
             f"reading {at % length}"
         )
     if state.config.normalize:
-        if windows.regimes is not None:
-            labels = np.asarray(windows.regimes, dtype=str).reshape(n * length)
-        elif state.regime_rounding and windows.settings is not None:
-            values = np.asarray(windows.settings, dtype=np.float64).reshape(-1, n * length)
-            labels = schema.regime_labels(values.T, state.regime_rounding)
+        if windows.regimes is not None and windows.regime_levels is not None:
+            inverse = np.asarray(windows.regimes, dtype=np.intp).reshape(n * length)
+            levels = list(windows.regime_levels)
         else:
-            labels = np.full(n * length, schema.NO_REGIME)
-        uniques, inverse = np.unique(labels, return_inverse=True)
-        codes, unseen = _known_codes(inverse, [str(u) for u in uniques], state)
+            if windows.regimes is not None:
+                labels = np.asarray(windows.regimes, dtype=str).reshape(n * length)
+            elif state.regime_rounding and windows.settings is not None:
+                values = np.asarray(windows.settings, dtype=np.float64).reshape(-1, n * length)
+                labels = schema.regime_labels(values.T, state.regime_rounding)
+            else:
+                labels = np.full(n * length, schema.NO_REGIME)
+            uniques, inverse = np.unique(labels, return_inverse=True)
+            levels = [str(u) for u in uniques]
+        codes, unseen = _known_codes(inverse, levels, state)
         _standardise(z, codes, state)
         known = codes != unseen
     else:

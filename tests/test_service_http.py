@@ -19,10 +19,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
+from bento_service.arrow_batch import arrow_from_frame
 from bento_service.convert import columns_from_window, window_from_frame
-from bento_service.schemas import WindowContract
+from bento_service.schemas import ARROW_STREAM, WindowContract
+from pdm_core.models.tree_export import PARITY
 from tests.service_fixtures import (
     REPO,
     ServedFleet,
@@ -96,8 +99,10 @@ def test_predict_returns_every_field(service: Service) -> None:
 
 
 def test_service_predictions_equal_the_pipeline_rows(service: Service) -> None:
-    """Parity: same window -> same features (pipeline code) -> same outputs within 1e-5."""
+    """Parity: same window -> same features (pipeline code) -> same outputs within 1e-5 of
+    their scale (RUL: its cap; the served trees sum in float32, see tree_export)."""
     fleet = service.fleet
+    rul_abs = PARITY * fleet.model.components["rul_regressor"].extra["rul_cap"]
     ends = [("M001", 200), ("M004", 651), ("M007", 899), ("M010", 35)]
     for machine, end in ends:
         got = post(service, "/predict", machine_window(service, machine, end, length=80)).json()
@@ -106,7 +111,7 @@ def test_service_predictions_equal_the_pipeline_rows(service: Service) -> None:
         ]
         want = fleet.model.predict(row.reset_index(drop=True)).iloc[0]
         assert got["failure_probability"] == pytest.approx(want["failure_probability"], abs=1e-5)
-        assert got["rul"] == pytest.approx(want["rul"], abs=1e-5)
+        assert got["rul"] == pytest.approx(want["rul"], abs=rul_abs)
         assert got["anomaly_score"] == pytest.approx(want["anomaly_score"], abs=1e-5)
         assert got["risk_level"] == want["risk_level"]
 
@@ -222,6 +227,73 @@ def test_batch_rules(service: Service) -> None:
     assert empty.status_code == 400 and empty.json()["detail"][0]["type"] == "too_short"
 
 
+def arrow_post(service: Service, body: bytes, media: str = ARROW_STREAM) -> httpx.Response:
+    return httpx.post(
+        f"{service.url}/predict_batch", content=body, headers={"content-type": media}, timeout=60
+    )
+
+
+def recent_rows(service: Service, machines: list[str], end: int = 500) -> list[pd.DataFrame]:
+    telemetry = service.fleet.telemetry
+    return [
+        telemetry[(telemetry["machine_id"] == m) & (telemetry["cycle"] <= end)].tail(45)
+        for m in machines
+    ]
+
+
+def test_the_arrow_form_gives_the_json_form_s_answers(service: Service) -> None:
+    """The fleet's readings as one Arrow table: the same predictions, in first-seen order."""
+    frames = recent_rows(service, ["M006", "M001", "M011", "M003"])
+    response = arrow_post(service, arrow_from_frame(pd.concat(frames), service.contract))
+    assert response.status_code == 200, response.text
+    windows = [window_from_frame(frame, service.contract) for frame in frames]
+    assert response.json() == post(service, "/predict_batch", {"machines": windows}).json()
+
+
+@pytest.mark.parametrize(
+    ("change", "rule", "loc"),
+    [
+        (lambda f: f.drop(columns="vibration"), "missing_sensor", ["body", "vibration"]),
+        (lambda f: f.iloc[[*range(10), 11, 10, *range(12, len(f))]], "unsorted",
+         ["body", "cycle", 11]),
+        (lambda f: f.assign(temperature=f["temperature"].where(f.index != f.index[50], np.inf)),
+         "finite_number", ["body", "temperature", 50]),
+        (lambda f: f.iloc[:20], "window_too_short", ["body", "machine_id", 0]),
+    ],
+    ids=["missing_sensor", "unsorted", "finite_number", "window_too_short"],
+)  # fmt: skip
+def test_arrow_rules_answer_400_naming_column_and_row(service: Service, change, rule, loc) -> None:
+    frame = change(pd.concat(recent_rows(service, ["M002", "M007"])))
+    response = arrow_post(service, arrow_from_frame(frame, service.contract))
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"][0]
+    assert (detail["type"], detail["loc"]) == (rule, loc), detail
+    assert (
+        arrow_post(service, arrow_from_frame(frame.iloc[:0], service.contract)).status_code == 400
+    )
+
+
+def test_arrow_garbage_oversize_and_readiness(service: Service) -> None:
+    garbage = arrow_post(service, b"not arrow at all")
+    assert garbage.status_code == 400
+    assert garbage.json()["detail"][0]["type"] == "invalid_arrow"
+    big = arrow_post(service, b"\0" * (2**20 + 1))  # the fixture's 1 MB limit
+    assert big.status_code == 413
+    assert big.json()["detail"][0]["type"] == "payload_too_large"
+    as_file = arrow_post(service, b"ARROW1", "application/vnd.apache.arrow.file")
+    assert as_file.status_code == 400 and "Arrow IPC file" in as_file.json()["error"]
+    text = httpx.get(f"{service.url}/metrics").text
+    assert 'pdm_rejected_requests_total{endpoint="predict_batch",reason="invalid_arrow"}' in text
+    good = arrow_from_frame(pd.concat(recent_rows(service, ["M004"])), service.contract)
+    assert arrow_post(service, good).status_code == 200  # still serving
+    assert (
+        httpx.post(
+            f"{service.url}/predict", content=good, headers={"content-type": ARROW_STREAM}
+        ).status_code
+        == 415
+    )  # only the batch endpoint takes Arrow
+
+
 def test_wrong_method_and_unknown_path_are_4xx(service: Service) -> None:
     assert httpx.get(f"{service.url}/predict").status_code in (404, 405)
     assert httpx.post(f"{service.url}/nope", json={}).status_code == 404
@@ -243,6 +315,8 @@ def test_openapi_lists_the_endpoints(service: Service) -> None:
     spec = httpx.get(f"{service.url}/docs.json").json()
     for path in ("/predict", "/predict_batch"):
         assert "post" in spec["paths"][path]
+    content = spec["paths"]["/predict_batch"]["post"]["requestBody"]["content"]
+    assert {"application/json", ARROW_STREAM} <= set(content)
 
 
 def test_metrics_count_predictions_rejections_latency_and_model(service: Service) -> None:
@@ -313,9 +387,12 @@ def test_a_broken_model_keeps_the_service_live_and_never_ready(
         assert httpx.post(f"{url}/predict", json=window).status_code == 503
 
 
-def test_the_serving_path_imports_no_training_library(service: Service) -> None:
-    """Workers load, self-test and score with numpy, scipy and treelite only: no pandas,
-    scikit-learn, TensorFlow, MLflow or Dagster (each would add seconds to a cold start)."""
+def test_the_serving_path_imports_no_training_library(service: Service, tmp_path: Path) -> None:
+    """Workers load, self-test and score (JSON and Arrow) with numpy, scipy, pyarrow and ONNX
+    Runtime only: no pandas, scikit-learn, TensorFlow, MLflow or Dagster (each would add
+    seconds to a cold start)."""
+    body = arrow_from_frame(pd.concat(recent_rows(service, ["M001", "M002"])), service.contract)
+    (tmp_path / "batch.arrows").write_bytes(body)
     code = (
         "import sys, json\n"
         "from pathlib import Path\n"
@@ -324,6 +401,10 @@ def test_the_serving_path_imports_no_training_library(service: Service) -> None:
         f"bundle = Path({str(service.fleet.bundle_dir)!r})\n"
         "model = ServedModel.from_bundle(bundle, name='m', version='1')\n"
         "model.self_test()\n"
+        "from bento_service.arrow_batch import STREAM, read_batch\n"
+        f"batch = read_batch(Path({str(tmp_path / 'batch.arrows')!r}).read_bytes(), STREAM,"
+        " model.contract)\n"
+        "assert len(model.predict_arrays(batch.machine_ids, batch.arrays)) == 2\n"
         "heavy = ('pandas', 'sklearn', 'joblib', 'tensorflow', 'keras', 'mlflow', 'dagster')\n"
         "print(json.dumps(sorted({k.split('.')[0] for k in sys.modules} & set(heavy))))\n"
     )

@@ -13,8 +13,9 @@ A ``rul_regressor`` may also be an average of member regressors (framework ``ens
 Each is saved as a directory: ``meta.json`` plus ``model.keras`` (TensorFlow/Keras) or
 ``model.joblib`` (scikit-learn). Keras networks made of dense layers also get ``dense.npz``,
 the numpy serving runtime (:mod:`pdm_core.models.dense_export`), which the service loads
-instead of TensorFlow; gradient-boosting models get ``trees.tl``, the treelite serving runtime
-(:mod:`pdm_core.models.tree_export`), which the service loads instead of scikit-learn.
+instead of TensorFlow; gradient-boosting models get ``trees.onnx``, their ONNX export run by
+ONNX Runtime (:mod:`pdm_core.models.tree_export`), which the service loads instead of
+scikit-learn.
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ class TrainedModel:
             directory: The component directory.
             serving: Load the serving runtime where there is one: a Keras network's numpy
                 export (``dense.npz``), so that TensorFlow is never imported, or a boosted
-                model's treelite export (``trees.tl``), so that scikit-learn is not. Such a
-                component predicts but cannot be saved again.
+                model's ONNX export (``trees.onnx``), so that scikit-learn is not (a component
+                saved without one serves through scikit-learn). Such a component predicts but
+                cannot be saved again.
         """
         meta = json.loads((Path(directory) / "meta.json").read_text())
         if meta["framework"] == "ensemble":

@@ -20,6 +20,7 @@ from pdm_core.models.training import (
     train_risk_classifier_sklearn,
     train_rul_regressor_ensemble,
 )
+from pdm_core.models.tree_export import parity_tolerance
 from pdm_core.simulator import SimulatorConfig
 from tests.fleets import Fleet, simulated_fleet
 
@@ -128,7 +129,8 @@ def test_serving_load_needs_no_tensorflow_and_agrees(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "NO_TF AveragedRegressor" in done.stdout
     served = np.load(tmp_path / "rul.npy")
-    np.testing.assert_allclose(served, ensemble.predict(X), rtol=0, atol=1e-5)
+    want = ensemble.predict(X)  # the boosting member serves from ONNX: float32 tree sums
+    np.testing.assert_allclose(served, want, rtol=0, atol=parity_tolerance(want))
     reloaded = FleetModel.load(tmp_path / "bundle", serving=True)
     network = reloaded.components["rul_regressor"].members[1]  # type: ignore[attr-defined]
     assert type(network.estimator).__name__ == "DenseNetwork"
