@@ -60,6 +60,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "readyz": httpx.get(f"{url}/readyz").status_code,
             "predict": httpx.post(f"{url}/predict", json=window).status_code,
             "model_info": httpx.get(f"{url}/model_info").status_code,
+            "predict_batch_arrow": httpx.post(
+                f"{url}/predict_batch",
+                content=arrow_from_frame(fleet.telemetry.head(60), WindowContract.of(fleet.state)),
+                headers={"content-type": ARROW_STREAM},
+            ).status_code,
         }
         shutil.copytree(fleet.bundle_dir, home / "staging")
         (home / "staging").rename(model_dir)
@@ -82,7 +87,9 @@ def post(service: Service, path: str, body) -> httpx.Response:
 
 
 def test_live_before_the_model_arrives_ready_after(service: Service) -> None:
-    assert service.before == {"livez": 200, "readyz": 503, "predict": 503, "model_info": 503}
+    assert service.before == {
+        "livez": 200, "readyz": 503, "predict": 503, "model_info": 503, "predict_batch_arrow": 503,
+    }  # fmt: skip
     assert httpx.get(f"{service.url}/readyz").status_code == 200
 
 
