@@ -89,8 +89,19 @@ def read_table(body: bytes, media_type: str = STREAM) -> pa.Table:
 
 
 def read_batch(body: bytes, media_type: str, contract: WindowContract) -> ArrowBatch:
-    """:func:`read_table` then :func:`batch_from_table`."""
-    return batch_from_table(read_table(body, media_type), contract)
+    """:func:`read_table` then :func:`batch_from_table`.
+
+    Raises:
+        BatchRuleError: The first rule broken; ``invalid_arrow`` also for a table pyarrow
+            itself cannot process (an error of pyarrow's, never an HTTP 500).
+    """
+    import pyarrow as pa
+
+    table = read_table(body, media_type)
+    try:
+        return batch_from_table(table, contract)
+    except pa.ArrowException as error:
+        raise BatchRuleError("invalid_arrow", ["body"], f"unreadable table: {error}") from None
 
 
 def _values(array: pa.Array) -> np.ndarray:
@@ -228,6 +239,11 @@ def batch_from_table(
     Raises:
         BatchRuleError: The first rule the table breaks.
     """
+    repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if repeated:
+        raise BatchRuleError(
+            "duplicate_column", ["body", repeated[0]], f"columns {repeated} appear more than once"
+        )
     t = _Table(table)
     columns = set(t.table.column_names)
     if t.rows == 0:
