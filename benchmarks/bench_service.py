@@ -110,15 +110,28 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> flo
 
 
 NOOP_SERVICE = """
+import gc
 import bentoml
+import pydantic
 
 
-@bentoml.service(workers=2)
+class Answer(pydantic.BaseModel):  # a model, as the service answers: BentoML builds a JSON
+    machine_id: str                # schema on every answer whose type is not one (a dict)
+    failure_probability: float
+
+
+# The service's settings: no access log, no tracing spans, start-up objects frozen.
+@bentoml.service(workers=2, logging={"access": {"enabled": False}},
+                 tracing={"excluded_urls": [".*"]})
 class NoopService:  # GET /readyz: BentoML's own
+    def __init__(self) -> None:
+        gc.collect()
+        gc.freeze()
+
     @bentoml.api
-    def predict(self, machine_id: str, readings: list | None = None,
-                columns: dict | None = None) -> dict:
-        return {"machine_id": machine_id, "failure_probability": 0.0}
+    async def predict(self, machine_id: str, readings: list | None = None,
+                      columns: dict | None = None) -> Answer:
+        return Answer(machine_id=machine_id, failure_probability=0.0)
 """
 
 
@@ -156,10 +169,38 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, 9)
 
 
+def connections_per_worker(server_pid: int, port: int) -> list[int]:
+    """Established connections to ``port`` held by each process of a server, most first.
+
+    BentoML's workers accept from one shared socket, and a worker that wakes first may take a
+    whole burst of new connections; this shows how a run's connections were spread.
+    """
+    import psutil
+
+    counts = []
+    for process in [psutil.Process(server_pid), *psutil.Process(server_pid).children(True)]:
+        try:
+            held = process.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        n = sum(1 for c in held if c.status == "ESTABLISHED" and c.laddr.port == port)
+        if n:
+            counts.append(n)
+    return sorted(counts, reverse=True)
+
+
 async def load(
-    url: str, body: bytes, concurrency: int, seconds: float, media: str = "application/json"
+    url: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    media: str = "application/json",
+    server_pid: int | None = None,
 ) -> dict:
-    """Closed-loop load: ``concurrency`` clients each send the next request on an answer."""
+    """Closed-loop load: ``concurrency`` clients each send the next request on an answer.
+
+    With ``server_pid``, the connections each server process holds are sampled half-way.
+    """
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -183,8 +224,16 @@ async def load(
         for _ in range(min(concurrency, 4)):  # warm-up
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
+        spread: list[int] = []
+
+        async def sample() -> None:
+            await asyncio.sleep(seconds / 2)
+            if server_pid is not None:
+                port = int(url.split(":")[2].split("/")[0])
+                spread.extend(connections_per_worker(server_pid, port))
+
         began = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(sample(), *(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
     ms = np.array(latencies) * 1e3
     return {
@@ -194,6 +243,7 @@ async def load(
         "p95": float(np.percentile(ms, 95)),
         "p99": float(np.percentile(ms, 99)),
         "errors": errors,
+        "connections": spread,
     }
 
 
@@ -293,7 +343,7 @@ def run(args: argparse.Namespace) -> str:
                     path = "predict_batch_arrow" if kind == "control" else endpoint
                 for concurrency in (1, 32):
                     result = asyncio.run(
-                        load(f"{url}/{path}", body, concurrency, args.seconds, media)
+                        load(f"{url}/{path}", body, concurrency, args.seconds, media, process.pid)
                     )
                     result.update(server=kind, endpoint=endpoint, form=form,
                                   per_call=per_call, concurrency=concurrency,
@@ -315,17 +365,20 @@ def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namesp
         "`/predict` sends one 30-reading window; `/predict_batch` sends distinct 30-reading "
         "windows from the demo's telemetry, as `readings` (one JSON object per reading), "
         "`columns` (one JSON list per field) and `arrow` (one Arrow IPC table, a row per "
-        "reading).",
+        "reading). Connections per worker: the load's connections each server process "
+        "held half-way through the run.",
         "",
         "| server | endpoint | form | windows/call | concurrency | requests/s | windows/s "
-        "| p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p50 ms | p95 ms | p99 ms | errors | connections per worker |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        spread = "/".join(str(n) for n in r["connections"]) or "-"
         lines.append(
             f"| {r['server']} | {r['endpoint']} | {r['form']} | {r['per_call']} | "
             f"{r['concurrency']} | {r['rps']:.1f} | {r['windows_per_s']:.0f} | "
-            f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} of {r['requests']} |"
+            f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} of {r['requests']} "
+            f"| {spread} |"
         )
 
     def pick(server: str) -> dict:

@@ -24,8 +24,10 @@ and for Python values, so columns are read through their buffers (:func:`_values
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +48,22 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 STREAM, FILE = ARROW_STREAM, ARROW_MEDIA_TYPES[1]
+_PYARROW_IMPORT = threading.Lock()
+
+
+def load_pyarrow() -> ModuleType:
+    """``pyarrow`` with ``pyarrow.ipc``, imported by one thread at a time.
+
+    pyarrow's package and its ``ipc`` module import each other: a thread running ``import
+    pyarrow.ipc`` while another runs ``import pyarrow`` made both fail with ImportError
+    ("partially initialized module"), 8 times in 8 tries here. The service's model loader
+    warms this import while the first Arrow batch may be arriving; before this guard, that
+    request was answered 500. Every use of pyarrow in the service goes through here.
+    """
+    with _PYARROW_IMPORT:
+        import pyarrow as pa
+        import pyarrow.ipc
+    return pa
 
 
 class BatchRuleError(ValueError):
@@ -75,7 +93,7 @@ def read_table(body: bytes, media_type: str = STREAM) -> pa.Table:
     Raises:
         BatchRuleError: ``invalid_arrow`` when the body is not one.
     """
-    import pyarrow as pa
+    pa = load_pyarrow()
 
     try:
         source = pa.py_buffer(body)
@@ -95,7 +113,7 @@ def read_batch(body: bytes, media_type: str, contract: WindowContract) -> ArrowB
         BatchRuleError: The first rule broken; ``invalid_arrow`` also for a table pyarrow
             itself cannot process (an error of pyarrow's, never an HTTP 500).
     """
-    import pyarrow as pa
+    pa = load_pyarrow()
 
     table = read_table(body, media_type)
     try:
@@ -106,7 +124,7 @@ def read_batch(body: bytes, media_type: str, contract: WindowContract) -> ArrowB
 
 def _values(array: pa.Array) -> np.ndarray:
     """A fixed-width numeric Arrow array's values, as a numpy view of its data buffer."""
-    import pyarrow as pa
+    pa = load_pyarrow()
 
     kind = array.type
     code = "f" if pa.types.is_floating(kind) else "i" if pa.types.is_signed_integer(kind) else "u"
@@ -127,7 +145,7 @@ class _Table:
     """Column access with the errors of this form (wrong type, nulls, positions)."""
 
     def __init__(self, table: pa.Table) -> None:
-        import pyarrow as pa
+        pa = load_pyarrow()
 
         self.pa = pa
         self.table = table.unify_dictionaries().combine_chunks()
@@ -369,7 +387,7 @@ def arrow_from_frame(readings: pd.DataFrame, contract: WindowContract) -> bytes:
     Keeps the columns the served model accepts, in the frame's row order (each machine's rows
     together, oldest first).
     """
-    import pyarrow as pa
+    pa = load_pyarrow()
 
     keep = [
         c

@@ -31,7 +31,8 @@ def arrays_from_windows(windows: list[MachineWindow], contract: WindowContract) 
     length = contract.window_length
     sensors: list[list[list[float]]] = [[] for _ in contract.sensors]
     settings: list[list[list[float]]] = [[] for _ in contract.settings]
-    regimes: list[list[str]] = []
+    regimes: list[int] = []  # codes into ``levels``: no per-reading string work later
+    levels: dict[str, int] = {}
     tsm: list[float] = []
     categories: dict[str, list[str]] = {c: [] for c in contract.categoricals}
     for window in windows:
@@ -42,7 +43,10 @@ def arrays_from_windows(windows: list[MachineWindow], contract: WindowContract) 
             for i, setting in enumerate(contract.settings):
                 settings[i].append(columns.settings[setting][-length:])
             if contract.needs_regime:
-                regimes.append(columns.regime[-length:])  # type: ignore[index]
+                regimes += [
+                    levels.setdefault(str(label), len(levels))
+                    for label in columns.regime[-length:]  # type: ignore[index]
+                ]
             if contract.needs_time_since_maintenance:
                 tsm.append(float(columns.time_since_maintenance[-1]))  # type: ignore[index,arg-type]
             for column in contract.categoricals:
@@ -54,7 +58,7 @@ def arrays_from_windows(windows: list[MachineWindow], contract: WindowContract) 
         for i, setting in enumerate(contract.settings):
             settings[i].append([r.settings[setting] for r in readings])
         if contract.needs_regime:
-            regimes.append([str(r.regime) for r in readings])
+            regimes += [levels.setdefault(str(r.regime), len(levels)) for r in readings]
         if contract.needs_time_since_maintenance:
             tsm.append(float(readings[-1].time_since_maintenance))  # type: ignore[arg-type]
         for column in contract.categoricals:
@@ -62,12 +66,15 @@ def arrays_from_windows(windows: list[MachineWindow], contract: WindowContract) 
     n = len(windows)
     return WindowArrays(
         sensors=np.array(sensors, dtype=np.float64).reshape(len(contract.sensors), n, length),
-        regimes=np.array(regimes, dtype=object) if contract.needs_regime else None,
+        regimes=np.array(regimes, dtype=np.intp).reshape(n, length)
+        if contract.needs_regime
+        else None,
         settings=np.array(settings, dtype=np.float64).reshape(-1, n, length)
         if contract.settings
         else None,
         time_since_maintenance=np.array(tsm) if contract.needs_time_since_maintenance else None,
         categories={c: np.array(v, dtype=object) for c, v in categories.items()},
+        regime_levels=tuple(levels) if contract.needs_regime else None,
     )
 
 

@@ -63,6 +63,11 @@ class WindowContract:
     categoricals: tuple[str, ...]
     window_length: int
 
+    @property
+    def known_sensors(self) -> tuple[str, ...]:
+        """Every sensor a reading may give: the model's and the ignored ones."""
+        return (*self.sensors, *self.ignored_sensors)
+
     @classmethod
     def of(cls, state: FeatureState) -> WindowContract:
         """The contract implied by a fitted feature definition."""
@@ -191,25 +196,40 @@ def check_window(readings: list[Reading]) -> list[Reading]:
                 "every reading needs a cycle, or every reading a timestamp",
             )
         _check_order(_seconds(stamps), lambda i: f"readings[{i}].timestamp")  # type: ignore[arg-type]
+    required, known = frozenset(contract.sensors), frozenset(contract.known_sensors)
+    settings, categoricals = frozenset(contract.settings), frozenset(contract.categoricals)
+    regime, tsm = contract.needs_regime, contract.needs_time_since_maintenance
     for i, reading in enumerate(readings):
-        _check_sensor_names(reading.sensors.keys(), contract, f"readings[{i}].sensors")
-        _check_present(
-            contract.settings, reading.settings, "missing_setting", f"readings[{i}].settings"
-        )
-        if contract.needs_regime and reading.regime is None:
-            raise _fail("missing_regime", f"readings[{i}].regime is required by the model")
-        if contract.needs_time_since_maintenance and reading.time_since_maintenance is None:
-            raise _fail(
-                "missing_time_since_maintenance",
-                f"readings[{i}].time_since_maintenance is required by the model",
-            )
-        _check_present(
-            contract.categoricals,
-            reading.categories,
-            "missing_category",
-            f"readings[{i}].categories",
-        )
+        if not (  # every rule holds (the common case); else find and name the broken one
+            required <= reading.sensors.keys() <= known
+            and settings <= reading.settings.keys()
+            and categoricals <= reading.categories.keys()
+            and not (regime and reading.regime is None)
+            and not (tsm and reading.time_since_maintenance is None)
+        ):
+            _check_reading(reading, contract, i)
     return readings
+
+
+def _check_reading(reading: Reading, contract: WindowContract, i: int) -> None:
+    """The per-reading rules of :func:`check_window`, each raising with its name."""
+    _check_sensor_names(reading.sensors.keys(), contract, f"readings[{i}].sensors")
+    _check_present(
+        contract.settings, reading.settings, "missing_setting", f"readings[{i}].settings"
+    )
+    if contract.needs_regime and reading.regime is None:
+        raise _fail("missing_regime", f"readings[{i}].regime is required by the model")
+    if contract.needs_time_since_maintenance and reading.time_since_maintenance is None:
+        raise _fail(
+            "missing_time_since_maintenance",
+            f"readings[{i}].time_since_maintenance is required by the model",
+        )
+    _check_present(
+        contract.categoricals,
+        reading.categories,
+        "missing_category",
+        f"readings[{i}].categories",
+    )
 
 
 Column = Annotated[list[Value], Field(max_length=MAX_READINGS)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import json
 import logging
 import os
@@ -51,6 +52,14 @@ INLINE_WINDOWS = 64
 READY_WAIT_S = float(os.environ.get("PDM_SERVE_READY_WAIT_S", "20"))
 """How long a request waits for this worker's first model load (see ``_ready_model``)."""
 API_PATHS = frozenset({"/predict", "/predict_batch"})
+TRACING = os.environ.get("PDM_SERVE_TRACING", "0") == "1"
+"""OpenTelemetry spans for requests (BentoML's tracing; where they go is BentoML's config).
+
+Off by default: BentoML 1.4's tracing middleware runs even with no exporter and sample rate
+0, and on 2 cores it cost more than the whole prediction (a no-op BentoML service: 1,250-1,430
+requests/s at concurrency 32 with it, 3,200 without; ``BENCHMARKS.md``). With it off,
+answers carry no ``X-BentoML-Request-ID``.
+"""
 
 PREDICTIONS = prometheus_client.Counter(
     name="pdm_predictions_total",
@@ -346,6 +355,7 @@ class NotReady(bentoml.exceptions.BentoMLException):
     workers=int(os.environ.get("PDM_SERVE_WORKERS", "2")),
     traffic={"timeout": 60},
     logging={"access": {"enabled": os.environ.get("PDM_SERVE_ACCESS_LOG", "0") == "1"}},
+    **({} if TRACING else {"tracing": {"excluded_urls": [".*"]}}),
 )
 class FleetRiskService:
     """Failure probability, risk level, RUL and anomaly score for machines' recent readings."""
@@ -401,7 +411,14 @@ class FleetRiskService:
             "serving %s v%s from %s (loaded and self-tested in %.2f s)",
             model.name, model.version, model.source, time.perf_counter() - started,
         )  # fmt: skip
-        import pyarrow.ipc  # noqa: F401  (after readiness: the first Arrow batch skips 0.4 s)
+        from bento_service.arrow_batch import load_pyarrow
+
+        load_pyarrow()  # after readiness, so the first Arrow batch skips 0.4 s (under a lock)
+        # What is alive now (the libraries, the model) lives as long as the worker: moved out
+        # of the collector's generations, full collections no longer walk it, which took the
+        # p99 of a no-op BentoML service at concurrency 32 from 140-160 ms to about 60 ms.
+        gc.collect()
+        gc.freeze()
 
     def _fail(self, reason: str) -> None:
         self.load_error = reason

@@ -34,6 +34,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,6 +82,24 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
+class RegimeTable:
+    """Per-regime normalisation statistics, indexed by regime code.
+
+    Attributes:
+        names: Fitted regimes, sorted; code ``i`` is ``names[i]``, code ``len(names)`` an
+            unseen regime.
+        lookup: Code of each fitted regime.
+        means: Shape (regimes + 1, sensors); the last row holds the global means.
+        stds: Shape (regimes + 1, sensors); the last row holds the global sds.
+    """
+
+    names: tuple[str, ...]
+    lookup: dict[str, int]
+    means: np.ndarray
+    stds: np.ndarray
+
+
+@dataclass(frozen=True)
 class FeatureState:
     """Everything needed to compute features: the config plus what was fitted on training data.
 
@@ -101,7 +120,9 @@ class FeatureState:
     settings: tuple[str, ...] = ()
     regime_rounding: tuple[int, ...] = ()
 
-    @property
+    # Derived values are cached on first use (the state is frozen): the service reads them
+    # on every request.
+    @cached_property
     def windows(self) -> tuple[int, ...]:
         """Window lengths in effect (none for unordered data)."""
         return tuple(int(w) for w in self.config.windows) if self.ordered else ()
@@ -114,6 +135,10 @@ class FeatureState:
     @property
     def feature_names(self) -> list[str]:
         """Feature column names, in output order."""
+        return list(self._feature_names)
+
+    @cached_property
+    def _feature_names(self) -> tuple[str, ...]:
         names = [f"{s}__z" for s in self.sensors]
         for w in self.windows:
             names += [f"{s}__{stat}_w{w}" for stat in self.config.stats for s in self.sensors]
@@ -123,7 +148,18 @@ class FeatureState:
         names.append("regime_known")
         for column, levels in self.categoricals.items():
             names += [f"{column}={level}" for level in levels]
-        return names
+        return tuple(names)
+
+    @cached_property
+    def regime_table(self) -> RegimeTable:
+        """The fitted regimes' statistics as arrays (see :class:`RegimeTable`)."""
+        names = tuple(sorted(self.regime_mean))
+        return RegimeTable(
+            names=names,
+            lookup={name: i for i, name in enumerate(names)},
+            means=np.vstack([*(self.regime_mean[r] for r in names), self.global_mean]),
+            stds=np.vstack([*(self.regime_std[r] for r in names), self.global_std]),
+        )
 
     @property
     def required_columns(self) -> list[str]:
@@ -295,8 +331,8 @@ def _known_codes(
     codes: np.ndarray, uniques: list[str], state: FeatureState
 ) -> tuple[np.ndarray, int]:
     """Maps codes into ``uniques`` to codes into ``sorted(state.regime_mean)`` (unseen: last)."""
-    names = sorted(state.regime_mean)
-    lookup = {name: i for i, name in enumerate(names)}
+    table = state.regime_table
+    names, lookup = table.names, table.lookup
     mapping = np.array([lookup.get(u, len(names)) for u in uniques] + [len(names)])
     return mapping[codes], len(names)
 
@@ -329,10 +365,8 @@ def normalize(frame: pd.DataFrame, state: FeatureState) -> tuple[np.ndarray, np.
 
 def _standardise(z: np.ndarray, codes: np.ndarray, state: FeatureState) -> None:
     """In place: ``z[i]`` minus its regime's mean, over its regime's sd (global if unseen)."""
-    names = sorted(state.regime_mean)
-    means = np.vstack([*(state.regime_mean[r] for r in names), state.global_mean])
-    stds = np.vstack([*(state.regime_std[r] for r in names), state.global_std])
-    for i in range(z.shape[0]):
+    means, stds = state.regime_table.means, state.regime_table.stds
+    for i in range(z.shape[0]):  # a sensor at a time: no (rows x sensors) temporaries
         z[i] -= means[codes, i]
         z[i] /= stds[codes, i]
 

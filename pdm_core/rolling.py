@@ -279,9 +279,10 @@ class LastWindows:
         count = tail.shape[-1]
         mean = tail.mean(axis=-1)
         out: dict[str, np.ndarray] = {"mean": mean}
+        centred = tail - mean[..., None] if {"std", "slope"} & set(stats) else tail
         if "std" in stats:
-            if count > 1:
-                std = tail.std(axis=-1, ddof=1)
+            if count > 1:  # the operations of ``tail.std(axis=-1, ddof=1)``, on ``centred``
+                std = np.sqrt(np.square(centred).sum(axis=-1) / (count - 1))
                 std[(tail == tail[..., :1]).all(axis=-1)] = 0.0  # constant windows, exactly
             else:
                 std = np.zeros_like(mean)
@@ -289,7 +290,7 @@ class LastWindows:
         if "slope" in stats:
             t = np.arange(count, dtype=np.float64) - (count - 1) / 2.0
             denominator = float(t @ t) or 1.0
-            out["slope"] = ((tail - mean[..., None]) @ t) / denominator
+            out["slope"] = (centred @ t) / denominator
         if "roc" in stats:
             out["roc"] = (tail[..., -1] - tail[..., 0]) / max(count - 1, 1)
         if "min" in stats:

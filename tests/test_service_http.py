@@ -69,6 +69,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         shutil.copytree(fleet.bundle_dir, home / "staging")
         (home / "staging").rename(model_dir)
         wait_ready(url)
+        # At once after readiness, while the worker still imports pyarrow in the background
+        # (this once raced the request's own import: a 500).
+        before["first_arrow_batch_when_ready"] = httpx.post(
+            f"{url}/predict_batch",
+            content=arrow_from_frame(fleet.telemetry.head(60), WindowContract.of(fleet.state)),
+            headers={"content-type": ARROW_STREAM},
+        ).status_code
         yield Service(url, fleet, WindowContract.of(fleet.state), before)
 
 
@@ -89,6 +96,7 @@ def post(service: Service, path: str, body) -> httpx.Response:
 def test_live_before_the_model_arrives_ready_after(service: Service) -> None:
     assert service.before == {
         "livez": 200, "readyz": 503, "predict": 503, "model_info": 503, "predict_batch_arrow": 503,
+        "first_arrow_batch_when_ready": 200,
     }  # fmt: skip
     assert httpx.get(f"{service.url}/readyz").status_code == 200
 

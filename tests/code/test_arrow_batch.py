@@ -246,3 +246,49 @@ def test_random_tables_give_a_batch_or_a_named_rule(fleet) -> None:
         except BatchRuleError as error:
             outcomes[error.rule] = outcomes.get(error.rule, 0) + 1
     assert sum(outcomes.values()) >= 250 and len(outcomes) >= 6, outcomes
+
+
+RACE = """
+import sys, threading
+from bento_service.arrow_batch import STREAM, load_pyarrow, read_table
+assert "pyarrow" not in sys.modules
+body = open(sys.argv[1], "rb").read()
+barrier, errors, rows = threading.Barrier(2), [], []
+def warm():  # what the service's model loader does after readiness
+    barrier.wait()
+    try:
+        load_pyarrow()
+    except Exception as error:
+        errors.append(repr(error))
+def request():  # the first Arrow batch, meanwhile
+    barrier.wait()
+    try:
+        rows.append(read_table(body, STREAM).num_rows)
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=warm), threading.Thread(target=request)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(errors, rows)
+assert not errors and rows, (errors, rows)
+"""
+
+
+def test_pyarrow_imported_by_two_threads_at_once(fleet, tmp_path) -> None:
+    """The service's pyarrow warm-up and the first Arrow batch, in two threads at once.
+
+    pyarrow's package and ``ipc`` module import each other: the model loader's former
+    ``import pyarrow.ipc`` racing the first request's ``import pyarrow`` failed both (that
+    request was answered 500); both now go through :func:`load_pyarrow`.
+    """
+    import subprocess
+    import sys
+
+    telemetry, contract, _ = fleet
+    path = tmp_path / "batch.arrow"
+    path.write_bytes(arrow_from_frame(recent(telemetry, ["M001"]), contract))
+    for _ in range(2):  # a fresh interpreter each time: the import happens once per process
+        done = subprocess.run(
+            [sys.executable, "-c", RACE, str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
