@@ -12,9 +12,13 @@ same asyncio/aiohttp load, in the same run:
 * ``/predict_batch`` (``--batch`` distinct windows per call, as ``readings`` and ``columns``
   JSON and as an Arrow table; the Arrow table also with ``--large-batch`` windows) at
   concurrency 1 and 32: windows/s;
-* a no-op BentoML service (same two workers, the same ``/predict`` body read as plain JSON, a
-  constant answer) at concurrency 1 and 32: what BentoML's HTTP stack alone costs here, the
-  floor under any model behind it.
+* a no-op BentoML service (same two workers and settings, the same ``/predict`` body read as
+  plain JSON, a constant answer) at concurrency 1 and 32: what BentoML's HTTP stack alone
+  costs here, the floor under any model behind it.
+
+Each server is loaded only once all its processes are idle (``/readyz`` answers as soon as one
+worker is ready), and every run records how its connections were spread over the server's
+processes (BentoML's workers accept from one shared socket).
 
 Usage: ``python benchmarks/bench_service.py [--seconds 8] [--update BENCHMARKS.md]``.
 """
@@ -167,6 +171,37 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, 9)
+
+
+def settle(server_pid: int, timeout: float = 60.0, busy: float = 0.1) -> float:
+    """Waits until a server's processes use under ``busy`` of a core (every worker loaded).
+
+    ``/readyz`` answers 200 once one worker is ready; the others may still be importing and
+    loading, and would take CPU from the first measurements.
+
+    Returns:
+        Seconds waited.
+    """
+    import psutil
+
+    def used() -> float:
+        total = 0.0
+        root = psutil.Process(server_pid)
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = used()
+        time.sleep(0.5)
+        if used() - before < busy * 0.5:
+            break
+    return time.monotonic() - started
 
 
 def connections_per_worker(server_pid: int, port: int) -> list[int]:
@@ -333,6 +368,7 @@ def run(args: argparse.Namespace) -> str:
     rows = []
     for kind in ("bentoml", "control", "noop"):
         process, url, _ = start(kind, env, work / f"{kind}.log")
+        print(f"{kind}: idle {settle(process.pid):.1f} s after /readyz", flush=True)
         try:
             for endpoint, form, body, per_call in bodies:
                 if kind == "noop" and (endpoint, form) != ("predict", "readings"):
@@ -365,8 +401,9 @@ def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namesp
         "`/predict` sends one 30-reading window; `/predict_batch` sends distinct 30-reading "
         "windows from the demo's telemetry, as `readings` (one JSON object per reading), "
         "`columns` (one JSON list per field) and `arrow` (one Arrow IPC table, a row per "
-        "reading). Connections per worker: the load's connections each server process "
-        "held half-way through the run.",
+        "reading). Each server is measured once all its processes are idle after start-up. "
+        "Connections per worker: the load's connections each server process held half-way "
+        "through the run.",
         "",
         "| server | endpoint | form | windows/call | concurrency | requests/s | windows/s "
         "| p50 ms | p95 ms | p99 ms | errors | connections per worker |",

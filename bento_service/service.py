@@ -57,7 +57,7 @@ TRACING = os.environ.get("PDM_SERVE_TRACING", "0") == "1"
 
 Off by default: BentoML 1.4's tracing middleware runs even with no exporter and sample rate
 0, and on 2 cores it cost more than the whole prediction (a no-op BentoML service: 1,250-1,430
-requests/s at concurrency 32 with it, 3,200 without; ``BENCHMARKS.md``). With it off,
+requests/s at concurrency 32 with it, 2,400-3,200 without; ``BENCHMARKS.md``). With it off,
 answers carry no ``X-BentoML-Request-ID``.
 """
 
@@ -416,7 +416,7 @@ class FleetRiskService:
         load_pyarrow()  # after readiness, so the first Arrow batch skips 0.4 s (under a lock)
         # What is alive now (the libraries, the model) lives as long as the worker: moved out
         # of the collector's generations, full collections no longer walk it, which took the
-        # p99 of a no-op BentoML service at concurrency 32 from 140-160 ms to about 60 ms.
+        # p99 of a no-op BentoML service at concurrency 32 from 138-160 ms to 58-64 ms.
         gc.collect()
         gc.freeze()
 

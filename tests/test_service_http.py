@@ -111,6 +111,8 @@ def test_predict_returns_every_field(service: Service) -> None:
     assert body["rul"] >= 0 and body["anomaly_score"] >= 0
     assert isinstance(body["anomaly_alert"], bool)
     assert body["model_name"] == "pdm-fleet-model" and body["model_version"] == "local"
+    # No tracing span by default (PDM_SERVE_TRACING=1 brings BentoML's back, and this header).
+    assert "x-bentoml-request-id" not in response.headers
 
 
 def test_service_predictions_equal_the_pipeline_rows(service: Service) -> None:

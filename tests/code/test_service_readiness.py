@@ -56,3 +56,27 @@ def test_the_wait_is_bounded(monkeypatch) -> None:
         asyncio.run(instance._ready_model())
     assert 0.25 <= time.perf_counter() - started < 2.0
     hang.set()
+
+
+@pytest.mark.parametrize(("setting", "traced"), [("0", False), ("1", True)])
+def test_tracing_is_off_unless_asked_for(setting: str, traced: bool) -> None:
+    """PDM_SERVE_TRACING=1 keeps BentoML's tracing; otherwise every URL is excluded from it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import json; from bento_service.service import FleetRiskService as S; "
+        "print(json.dumps(S.config.get('tracing')))"
+    )
+    env = {**os.environ, "PDM_SERVE_TRACING": setting}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout.strip().splitlines()[-1])
+    if traced:
+        assert config is None
+    else:
+        assert config == {"excluded_urls": [".*"]}
