@@ -270,7 +270,7 @@ def batch_from_table(
         raise BatchRuleError("missing_column", ["body", schema.MACHINE], "machine_id is required")
     known = {
         schema.MACHINE, schema.CYCLE, schema.TIMESTAMP, schema.REGIME,
-        schema.TIME_SINCE_MAINTENANCE, *contract.sensors, *contract.ignored_sensors,
+        schema.TIME_SINCE_MAINTENANCE, *contract.known_sensors,
         *contract.settings, *contract.categoricals,
     }  # fmt: skip
     unknown = sorted(columns - known)
@@ -392,7 +392,7 @@ def arrow_from_frame(readings: pd.DataFrame, contract: WindowContract) -> bytes:
     keep = [
         c
         for c in (
-            schema.MACHINE, schema.CYCLE, *contract.sensors, *contract.ignored_sensors,
+            schema.MACHINE, schema.CYCLE, *contract.known_sensors,
             *contract.settings, *contract.categoricals,
         )
         if c in readings.columns

@@ -100,7 +100,7 @@ def window_from_records(records: list[dict[str, Any]], contract: WindowContract)
     if len(machines) != 1:
         raise ValueError(f"expected one machine's readings, got {len(machines)} machines")
     present = records[0].keys()
-    sensors = [s for s in (*contract.sensors, *contract.ignored_sensors) if s in present]
+    sensors = [s for s in contract.known_sensors if s in present]
     out: list[dict[str, Any]] = []
     for row in records:
         reading: dict[str, Any] = {

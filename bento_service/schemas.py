@@ -160,7 +160,7 @@ def _check_present(required: Any, given: dict, rule: str, field: str) -> None:
 
 def _check_sensor_names(names: Any, contract: WindowContract, field: str) -> None:
     required = set(contract.sensors)
-    known = required | set(contract.ignored_sensors)
+    known = set(contract.known_sensors)
     if not required <= names:
         raise _fail("missing_sensor", f"{field} lacks {sorted(required - names)}")
     if not names <= known:

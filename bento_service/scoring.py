@@ -173,7 +173,7 @@ class ServedModel:
             alias=self.alias,
             training_data_version=fleet.info.get("data_version") or None,
             required_sensors=list(self.contract.sensors),
-            accepted_sensors=sorted({*self.contract.sensors, *self.contract.ignored_sensors}),
+            accepted_sensors=sorted(set(self.contract.known_sensors)),
             required_settings=list(self.contract.settings),
             requires_regime=self.contract.needs_regime,
             requires_time_since_maintenance=self.contract.needs_time_since_maintenance,
