@@ -4,7 +4,11 @@ Both serve the same champion (the registry's ``champion`` under ``$PDM_HOME``, f
 ``make demo``, loaded from its bundle directory as inside a Bento) with the same validation,
 feature code and model; the control has no BentoML (no middleware, metrics, or readiness
 logic): one prediction per request. Both run two worker processes on 127.0.0.1 and get the
-same asyncio/aiohttp load, in the same run:
+same closed-loop load from the same load generator, in the same run: ``wrk`` (C, one thread;
+Debian's ``wrk`` package) where it is on the PATH, else an asyncio/aiohttp client, which
+itself takes about half a core from the two the servers run on (``--load-generator``). With
+``wrk``, ``/predict`` at concurrency 1 and 32 is also measured with the aiohttp client, for
+comparison:
 
 * cold start of ``bentoml serve`` (process start to ``/readyz`` = 200), median of 3, for the
   service and for the no-op service below;
@@ -30,6 +34,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -282,6 +287,69 @@ async def load(
     }
 
 
+WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("PDM_BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("PDM_BENCH_MEDIA")
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nPDM_RESULT {"requests": %d, "seconds": %f, "p50": %f, "p95": %f, "p99": %f, '
+    .. '"errors": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
+    latency:percentile(95) / 1e3, latency:percentile(99) / 1e3,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def load_wrk(
+    url: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    media: str = "application/json",
+    server_pid: int | None = None,
+) -> dict:
+    """The same closed-loop load as :func:`load`, from ``wrk`` (one thread).
+
+    Errors are wrk's: failed connects, reads and writes, timeouts (30 s) and answers other than
+    1xx-3xx. Latency percentiles are wrk's, over every completed request.
+    """
+    import urllib.error
+    import urllib.request
+
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "pdm-bench-service"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "body.bin").write_bytes(body)
+    (work / "post.lua").write_text(WRK_SCRIPT)
+    for _ in range(min(concurrency, 4)):  # warm-up, as load()
+        request = urllib.request.Request(url, body, {"content-type": media})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                response.read()
+        except urllib.error.HTTPError:  # counted by the run itself
+            pass
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+               "-s", str(work / "post.lua"), url]  # fmt: skip
+    env = {**os.environ, "PDM_BENCH_BODY": str(work / "body.bin"), "PDM_BENCH_MEDIA": media}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    spread: list[int] = []
+    if server_pid is not None:
+        time.sleep(seconds / 2)
+        port = int(url.split(":")[2].split("/")[0])
+        spread = connections_per_worker(server_pid, port)
+    out, _ = process.communicate(timeout=seconds + 120)
+    if process.returncode != 0 or "PDM_RESULT " not in out:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {out}")
+    result = json.loads(out.split("PDM_RESULT ", 1)[1].splitlines()[0])
+    elapsed = result.pop("seconds")
+    return {"rps": result["requests"] / elapsed, **result, "connections": spread}
+
+
 def fleet_windows(count: int, length: int, seed: int = 0) -> list[pd.DataFrame]:
     """``count`` distinct windows of ``length`` readings from the demo's telemetry.
 
@@ -366,6 +434,19 @@ def run(args: argparse.Namespace) -> str:
             times.append(seconds)
             stop(process)
     rows = []
+    generator = args.load_generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "aiohttp"
+    if generator == "aiohttp" and args.load_generator == "auto":
+        print("wrk is not on the PATH: the aiohttp client loads the servers", flush=True)
+    args.load_generator = generator
+
+    def measure(generator: str, url: str, body: bytes, concurrency: int, media: str,
+                pid: int) -> dict:  # fmt: skip
+        if generator == "wrk":
+            return load_wrk(url, body, concurrency, args.seconds, media, pid)
+        return asyncio.run(load(url, body, concurrency, args.seconds, media, pid))
+
     for kind in ("bentoml", "control", "noop"):
         process, url, _ = start(kind, env, work / f"{kind}.log")
         print(f"{kind}: idle {settle(process.pid):.1f} s after /readyz", flush=True)
@@ -377,15 +458,19 @@ def run(args: argparse.Namespace) -> str:
                 if form == "arrow":
                     media = ARROW_STREAM
                     path = "predict_batch_arrow" if kind == "control" else endpoint
-                for concurrency in (1, 32):
-                    result = asyncio.run(
-                        load(f"{url}/{path}", body, concurrency, args.seconds, media, process.pid)
-                    )
-                    result.update(server=kind, endpoint=endpoint, form=form,
-                                  per_call=per_call, concurrency=concurrency,
-                                  windows_per_s=result["rps"] * per_call)  # fmt: skip
-                    rows.append(result)
-                    print(json.dumps(result), flush=True)
+                generators = [generator]
+                if generator == "wrk" and (endpoint, form) == ("predict", "readings"):
+                    generators.append("aiohttp")  # for comparison with the Python client
+                for using in generators:
+                    for concurrency in (1, 32):
+                        result = measure(using, f"{url}/{path}", body, concurrency, media,
+                                         process.pid)  # fmt: skip
+                        result.update(server=kind, endpoint=endpoint, form=form,
+                                      per_call=per_call, concurrency=concurrency,
+                                      generator=using,
+                                      windows_per_s=result["rps"] * per_call)  # fmt: skip
+                        rows.append(result)
+                        print(json.dumps(result), flush=True)
         finally:
             stop(process)
     return report(rows, cold, args)
@@ -395,8 +480,10 @@ def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namesp
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"Measured {when} with `python benchmarks/bench_service.py --seconds {args.seconds} "
-        f"--batch {args.batch} --large-batch {args.large_batch}` on {os.cpu_count()} CPU cores "
-        f"({platform.machine()}, no GPU); server and load generator share the cores. Both "
+        f"--batch {args.batch} --large-batch {args.large_batch} "
+        f"--load-generator {args.load_generator}` on {os.cpu_count()} CPU cores "
+        f"({platform.machine()}, no GPU); server and load generator share the cores. Load "
+        f"generator: {generator_text(args.load_generator)}. Both "
         "servers: 2 worker processes, same champion, same validation and feature code. "
         "`/predict` sends one 30-reading window; `/predict_batch` sends distinct 30-reading "
         "windows from the demo's telemetry, as `readings` (one JSON object per reading), "
@@ -405,24 +492,24 @@ def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namesp
         "Connections per worker: the load's connections each server process held half-way "
         "through the run.",
         "",
-        "| server | endpoint | form | windows/call | concurrency | requests/s | windows/s "
-        "| p50 ms | p95 ms | p99 ms | errors | connections per worker |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server | endpoint | form | windows/call | load generator | concurrency | requests/s "
+        "| windows/s | p50 ms | p95 ms | p99 ms | errors | connections per worker |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         spread = "/".join(str(n) for n in r["connections"]) or "-"
         lines.append(
             f"| {r['server']} | {r['endpoint']} | {r['form']} | {r['per_call']} | "
-            f"{r['concurrency']} | {r['rps']:.1f} | {r['windows_per_s']:.0f} | "
+            f"{r['generator']} | {r['concurrency']} | {r['rps']:.1f} | {r['windows_per_s']:.0f} | "
             f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} of {r['requests']} "
             f"| {spread} |"
         )
 
-    def pick(server: str) -> dict:
+    def pick(server: str, generator: str = args.load_generator) -> dict:
         return {
             (r["endpoint"], r["form"], r["per_call"], r["concurrency"]): r
             for r in rows
-            if r["server"] == server
+            if r["server"] == server and r["generator"] == generator
         }
 
     bento, control, noop = pick("bentoml"), pick("control"), pick("noop")
@@ -452,7 +539,23 @@ def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namesp
         f"({args.batch} per call) and {batch_rate('arrow', args.large_batch):,.0f} as `arrow` "
         f"({args.large_batch} per call); goal 50,000.",
     ]
+    if args.load_generator == "wrk":
+        python, one = pick("bentoml", "aiohttp"), ("predict", "readings", 1, 1)
+        lines[-1] += (
+            " The same `/predict` (readings) load from the aiohttp client instead of `wrk`: "
+            f"p50 {python[one]['p50']:.1f} ms at concurrency 1 "
+            f"(`wrk`: {bento[one]['p50']:.1f}); at concurrency 32 "
+            f"{python[single]['rps']:.0f} requests/s, p99 {python[single]['p99']:.1f} ms "
+            f"(`wrk`: {bento[single]['rps']:.0f}, {bento[single]['p99']:.1f} ms), BentoML / "
+            f"control {python[single]['rps'] / pick('control', 'aiohttp')[single]['rps']:.2f}x."
+        )
     return "\n".join(lines)
+
+
+def generator_text(generator: str) -> str:
+    if generator == "wrk":
+        return "`wrk` (C, one thread; Debian's `wrk` package)"
+    return "a closed-loop asyncio/aiohttp client (about half a core of its own at 1,800 requests/s)"
 
 
 def update(path: Path, text: str) -> None:
@@ -473,6 +576,10 @@ def main() -> None:
     parser.add_argument(
         "--large-batch", type=int, default=2000, help="Windows per call of the large Arrow batch."
     )
+    parser.add_argument(
+        "--load-generator", choices=("auto", "wrk", "aiohttp"), default="auto",
+        help="wrk (when on the PATH, with auto) or the Python aiohttp client.",
+    )  # fmt: skip
     parser.add_argument("--update", type=Path, help="Write the table into this markdown file.")
     args = parser.parse_args()
     text = run(args)

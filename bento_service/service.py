@@ -29,6 +29,7 @@ import bentoml
 import fastapi
 import prometheus_client
 
+from bento_service import request_log
 from bento_service.schemas import (
     ARROW_MEDIA_TYPES,
     ARROW_STREAM,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from bento_service.scoring import ServedModel
 
 logger = logging.getLogger("bentoml.pdm_service")  # under BentoML's configured handlers
+request_log.install()  # a rejected request logs one line, not BentoML's traceback
 
 THREADS = int(os.environ.get("PDM_SERVE_THREADS", "1"))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # before scikit-learn loads OpenMP

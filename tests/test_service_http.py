@@ -41,6 +41,7 @@ class Service:
     fleet: ServedFleet
     contract: WindowContract
     before: dict[str, int]
+    log: Path
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             content=arrow_from_frame(fleet.telemetry.head(60), WindowContract.of(fleet.state)),
             headers={"content-type": ARROW_STREAM},
         ).status_code
-        yield Service(url, fleet, WindowContract.of(fleet.state), before)
+        log = home / f"bentoml-{url.rsplit(':', 1)[1]}.log"  # bentoml_server's
+        yield Service(url, fleet, WindowContract.of(fleet.state), before, log)
 
 
 def machine_window(service: Service, machine: str, end: int, length: int | None = None) -> dict:
@@ -214,6 +216,26 @@ def test_malformed_bodies_answer_400(service: Service, body, rule: str) -> None:
     response = post(service, "/predict", body)
     assert response.status_code == 400
     assert response.json()["detail"][0]["type"] == rule
+
+
+def test_a_rejected_request_logs_one_line_naming_its_rules_not_a_traceback(
+    service: Service,
+) -> None:
+    start = service.log.stat().st_size
+    bad = _bad(service, lambda b: b["readings"][1]["sensors"].update(vibration="high"))
+    assert post(service, "/predict", bad).status_code == 400
+    assert post(service, "/predict", b"{not json").status_code == 400
+    lines: list[str] = []
+    deadline = time.monotonic() + 10
+    while len(lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        with service.log.open() as f:
+            f.seek(start)
+            lines = [line for line in f.read().splitlines() if line.strip()]
+    assert any("Rejected /predict [POST] with 400: float_parsing" in line for line in lines)
+    assert any("Rejected /predict [POST] with 400: json_invalid" in line for line in lines)
+    assert len(lines) == 2, lines  # no traceback lines, nothing else
+    assert all("[INFO]" in line for line in lines), lines
 
 
 def test_nan_and_infinite_readings_answer_400(service: Service) -> None:
