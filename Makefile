@@ -72,10 +72,10 @@ mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 over $(PDM_HOME)/mlflo
 serve: install  ## Serve the latest Bento (else the registry champion) on 127.0.0.1:$(PDM_SERVE_PORT)
 	@if $(BIN)/bentoml get pdm-risk-service:latest >/dev/null 2>&1; then \
 		echo "serving Bento pdm-risk-service:latest on http://127.0.0.1:$(PDM_SERVE_PORT)"; \
-		$(BIN)/bentoml serve pdm-risk-service:latest --host 127.0.0.1 --port $(PDM_SERVE_PORT); \
+		$(BIN)/fleet-serve pdm-risk-service:latest --host 127.0.0.1 --port $(PDM_SERVE_PORT); \
 	else \
 		echo "no Bento built yet: serving the registry champion on http://127.0.0.1:$(PDM_SERVE_PORT)"; \
-		PDM_MODEL_SOURCE=registry $(BIN)/bentoml serve bento_service.service:FleetRiskService \
+		PDM_MODEL_SOURCE=registry $(BIN)/fleet-serve bento_service.service:FleetRiskService \
 			--host 127.0.0.1 --port $(PDM_SERVE_PORT); \
 	fi
 

@@ -10,8 +10,8 @@ itself takes about half a core from the two the servers run on (``--load-generat
 ``wrk``, ``/predict`` at concurrency 1 and 32 is also measured with the aiohttp client, for
 comparison:
 
-* cold start of ``bentoml serve`` (process start to ``/readyz`` = 200), median of 3, for the
-  service and for the no-op service below;
+* cold start of ``fleet-serve`` (``bentoml serve`` with a socket per worker; process start to
+  ``/readyz`` = 200), median of 3, for the service and for the no-op service below;
 * ``/predict`` at concurrency 1 and 32: requests/s, p50/p95/p99 latency, errors;
 * ``/predict_batch`` (``--batch`` distinct windows per call, as ``readings`` and ``columns``
   JSON and as an Arrow table; the Arrow table also with ``--large-batch`` windows) at
@@ -22,7 +22,10 @@ comparison:
 
 Each server is loaded only once all its processes are idle (``/readyz`` answers as soon as one
 worker is ready), and every run records how its connections were spread over the server's
-processes (BentoML's workers accept from one shared socket).
+processes. The BentoML servers start with ``python -m bento_service.serve`` (``fleet-serve``,
+as ``make serve``), which gives each worker a listening socket of its own; in the same run the
+service is also started on BentoML's one shared socket (``PDM_SERVE_SHARED_SOCKET=1``) and
+both are loaded at concurrency 32 for ``--rounds`` rounds, a fresh set of connections each.
 
 Usage: ``python benchmarks/bench_service.py [--seconds 8] [--update BENCHMARKS.md]``.
 """
@@ -55,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 MARK = "bench:service"
+SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"  # bento_service.serve: BentoML's one shared socket
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 CONTROL_APP = """
@@ -148,14 +152,16 @@ def start(kind: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     path = str(REPO)
-    if kind == "bentoml":
-        command = [str(BIN / "bentoml"), "serve", "bento_service.service:FleetRiskService",
+    serve = [sys.executable, "-m", "bento_service.serve"]  # `make serve`'s launcher
+    if kind in ("bentoml", "bentoml-shared"):
+        command = [*serve, "bento_service.service:FleetRiskService",
                    "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        if kind == "bentoml-shared":
+            env = {**env, SHARED_SOCKET_ENV: "1"}
     elif kind == "noop":
         (log.parent / "noop_service.py").write_text(NOOP_SERVICE)
         path = f"{log.parent}{os.pathsep}{REPO}"
-        command = [str(BIN / "bentoml"), "serve", "noop_service:NoopService",
-                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        command = [*serve, "noop_service:NoopService", "--host", "127.0.0.1", "--port", str(port)]
     else:
         (log.parent / "control_app.py").write_text(CONTROL_APP)
         command = [str(BIN / "uvicorn"), "control_app:app", "--host", "127.0.0.1",
@@ -433,7 +439,8 @@ def run(args: argparse.Namespace) -> str:
             process, url, seconds = start(kind, env, work / f"cold-{kind}-{i}.log")
             times.append(seconds)
             stop(process)
-    rows = []
+    rows: list[dict] = []
+    spreads: list[dict] = []
     generator = args.load_generator
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "aiohttp"
@@ -447,10 +454,22 @@ def run(args: argparse.Namespace) -> str:
             return load_wrk(url, body, concurrency, args.seconds, media, pid)
         return asyncio.run(load(url, body, concurrency, args.seconds, media, pid))
 
-    for kind in ("bentoml", "control", "noop"):
+    single = bodies[0]  # /predict, readings
+    assert single[:2] == ("predict", "readings")
+    for kind in ("bentoml", "bentoml-shared", "control", "noop"):
         process, url, _ = start(kind, env, work / f"{kind}.log")
         print(f"{kind}: idle {settle(process.pid):.1f} s after /readyz", flush=True)
         try:
+            if kind.startswith("bentoml"):
+                # Fresh sets of 32 connections: how each socket arrangement spreads them.
+                for i in range(args.rounds):
+                    result = measure(generator, f"{url}/predict", single[2], 32,
+                                     "application/json", process.pid)  # fmt: skip
+                    result.update(server=kind, round=i + 1)
+                    spreads.append(result)
+                    print(json.dumps(result), flush=True)
+            if kind == "bentoml-shared":
+                continue
             for endpoint, form, body, per_call in bodies:
                 if kind == "noop" and (endpoint, form) != ("predict", "readings"):
                     continue
@@ -473,10 +492,12 @@ def run(args: argparse.Namespace) -> str:
                         print(json.dumps(result), flush=True)
         finally:
             stop(process)
-    return report(rows, cold, args)
+    return report(rows, spreads, cold, args)
 
 
-def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namespace) -> str:
+def report(
+    rows: list[dict], spreads: list[dict], cold: dict[str, list[float]], args: argparse.Namespace
+) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"Measured {when} with `python benchmarks/bench_service.py --seconds {args.seconds} "
@@ -484,7 +505,9 @@ def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namesp
         f"--load-generator {args.load_generator}` on {os.cpu_count()} CPU cores "
         f"({platform.machine()}, no GPU); server and load generator share the cores. Load "
         f"generator: {generator_text(args.load_generator)}. Both "
-        "servers: 2 worker processes, same champion, same validation and feature code. "
+        "servers: 2 worker processes, same champion, same validation and feature code; the "
+        "BentoML servers run under `fleet-serve` (a listening socket per worker), the control "
+        "is uvicorn's (one shared socket). "
         "`/predict` sends one 30-reading window; `/predict_batch` sends distinct 30-reading "
         "windows from the demo's telemetry, as `readings` (one JSON object per reading), "
         "`columns` (one JSON list per field) and `arrow` (one Arrow IPC table, a row per "
@@ -528,7 +551,32 @@ def report(rows: list[dict], cold: dict[str, list[float]], args: argparse.Namesp
 
     lines += [
         "",
-        f"Cold start (`bentoml serve` process start to `/readyz` = 200): {starts('bentoml')}; "
+        "`/predict` (readings) at concurrency 32, a fresh set of connections per round: the "
+        "service as served (`fleet-serve`: a listening socket per worker) and the same service "
+        f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`), {args.rounds} rounds each.",
+        "",
+        "| sockets | round | requests/s | p50 ms | p99 ms | errors | connections per worker |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    arrangement = {"bentoml": "one per worker", "bentoml-shared": "one shared"}
+    for r in spreads:
+        spread = "/".join(str(n) for n in r["connections"]) or "-"
+        lines.append(
+            f"| {arrangement[r['server']]} | {r['round']} | {r['rps']:.1f} | {r['p50']:.1f} | "
+            f"{r['p99']:.1f} | {r['errors']} of {r['requests']} | {spread} |"
+        )
+
+    def median_of(server: str, key: str) -> float:
+        return statistics.median(r[key] for r in spreads if r["server"] == server)
+
+    lines += [
+        "",
+        "Median over the rounds, one socket per worker / one shared: "
+        f"{median_of('bentoml', 'rps'):.0f} / {median_of('bentoml-shared', 'rps'):.0f} "
+        f"requests/s, p99 {median_of('bentoml', 'p99'):.1f} / "
+        f"{median_of('bentoml-shared', 'p99'):.1f} ms.",
+        "",
+        f"Cold start (`fleet-serve` process start to `/readyz` = 200): {starts('bentoml')}; "
         f"the no-op BentoML service: {starts('noop')}. "
         f"`/predict` (readings) throughput at concurrency 32, BentoML / control: {ratio:.2f}x. "
         f"The no-op BentoML service (no validation, no model) at concurrency 32: "
@@ -579,6 +627,10 @@ def main() -> None:
     parser.add_argument(
         "--load-generator", choices=("auto", "wrk", "aiohttp"), default="auto",
         help="wrk (when on the PATH, with auto) or the Python aiohttp client.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="Concurrency-32 /predict rounds per socket arrangement (fresh connections each).",
     )  # fmt: skip
     parser.add_argument("--update", type=Path, help="Write the table into this markdown file.")
     args = parser.parse_args()

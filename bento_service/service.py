@@ -4,7 +4,8 @@ Endpoints: ``POST /predict`` (one machine's window), ``POST /predict_batch`` (ma
 ``GET /model_info``, plus BentoML's ``/livez``, ``/readyz`` (ready only after the model
 loaded and its self-test passed), ``/metrics`` (Prometheus) and the OpenAPI schema at
 ``/docs.json``. Run it with ``make serve`` or
-``bentoml serve bento_service.service:FleetRiskService``.
+``fleet-serve bento_service.service:FleetRiskService`` (``bentoml serve`` with a listening
+socket per worker, :mod:`bento_service.serve`; plain ``bentoml serve`` works too).
 
 Bad requests get HTTP 400 (rule violations, each naming its field and rule) or 413 (payload
 too large); the service keeps serving. This module must not import Dagster.

@@ -103,7 +103,7 @@ def fleet_bento(
             "model_version": f"{mlflow_tracking.registered_model} v{version.version}",
             "data_version": data_version or "unknown",
             "bentoml_home": dg.MetadataValue.path(str(home)),
-            "serve": dg.MetadataValue.md(f"`make serve` (or `bentoml serve {bento.tag}`)"),
+            "serve": dg.MetadataValue.md(f"`make serve` (or `fleet-serve {bento.tag}`)"),
         },
     )
 

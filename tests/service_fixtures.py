@@ -1,4 +1,4 @@
-"""A small fleet model bundle and a real ``bentoml serve`` process, for the service tests."""
+"""A small fleet model bundle and a real ``fleet-serve`` process, for the service tests."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def build_served_fleet(directory: Path) -> ServedFleet:
 
 @contextmanager
 def bentoml_server(env: dict[str, str], home: Path) -> Iterator[str]:
-    """Runs ``bentoml serve`` on a free loopback port; yields its base URL."""
+    """Runs ``fleet-serve`` (``bentoml serve``, as ``make serve``) on a free loopback port;
+    yields its base URL."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -73,8 +74,9 @@ def bentoml_server(env: dict[str, str], home: Path) -> Iterator[str]:
     log = (home / f"bentoml-{port}.log").open("w")
     process = subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "bentoml"),
-            "serve",
+            sys.executable,
+            "-m",
+            "bento_service.serve",
             "bento_service.service:FleetRiskService",
             "--host",
             "127.0.0.1",
@@ -92,14 +94,14 @@ def bentoml_server(env: dict[str, str], home: Path) -> Iterator[str]:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited: {(home / log.name).read_text()[-3000:]}")
+                raise RuntimeError(f"fleet-serve exited: {(home / log.name).read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/livez", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
         else:
-            raise TimeoutError(f"bentoml serve did not answer /livez: {Path(log.name).read_text()}")
+            raise TimeoutError(f"fleet-serve did not answer /livez: {Path(log.name).read_text()}")
         yield url
     finally:
         os.killpg(process.pid, 15)

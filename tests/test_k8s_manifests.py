@@ -101,6 +101,23 @@ def test_probes_port_and_prometheus_annotations(rendered, overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_container_runs_fleet_serve_from_the_bento(rendered, overlay):
+    """``fleet-serve`` (a listening socket per worker) from the image's Bento, whose code
+    BentoML puts under ``<bento path>/src``; the image's entrypoint runs it as given."""
+    from bentoml._internal.container.generate import BENTO_PATH
+
+    container = _container(rendered[overlay])
+    assert container["args"] == ["python", "-m", "bento_service.serve", BENTO_PATH]
+    assert "command" not in container  # keep BentoML's entrypoint (it activates the image's venv)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PYTHONPATH"] == f"{BENTO_PATH}/src"
+    module = Path("bento_service/serve.py")
+    assert (REPO_ROOT / module).is_file()
+    bentofile = yaml.safe_load((REPO_ROOT / "bento_service" / "bentofile.yaml").read_text())
+    assert any(Path(module).match(pattern) for pattern in bentofile["include"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pod_is_locked_down(rendered, overlay):
     deployment = _one(rendered[overlay], "Deployment")
     pod = deployment["spec"]["template"]["spec"]

@@ -1,4 +1,4 @@
-"""HTTP tests against a running risk service (``bentoml serve``, real process, loopback).
+"""HTTP tests against a running risk service (``fleet-serve``, real process, loopback).
 
 The service starts before its model exists (it must be live but not ready), then the bundle
 appears and it becomes ready. Every request rule answers 4xx naming field and rule, the
@@ -409,6 +409,73 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     assert run.returncode == 0, run.stdout[-6000:]
     assert " passed" in run.stdout and "failures" not in run.stdout.split("Test cases:")[-1]
     assert httpx.get(f"{service.url}/readyz").status_code == 200  # still serving
+
+
+def listening_sockets(port: int) -> dict[str, set[int]]:
+    """Each listening socket on ``port`` (by inode) and the processes that hold it."""
+    import psutil
+
+    held: dict[str, set[int]] = {}
+    for process in psutil.process_iter():
+        try:
+            for c in process.net_connections(kind="tcp"):
+                if c.status == "LISTEN" and c.laddr.port == port:
+                    inode = os.readlink(f"/proc/{process.pid}/fd/{c.fd}")
+                    held.setdefault(inode, set()).add(process.pid)
+        except psutil.Error:  # another user's process, or one that has exited
+            continue
+    return held
+
+
+def connections_held(pids: set[int], port: int) -> dict[int, int]:
+    """Established connections to ``port`` held by each of ``pids``."""
+    import psutil
+
+    return {
+        pid: sum(
+            1
+            for c in psutil.Process(pid).net_connections(kind="tcp")
+            if c.status == "ESTABLISHED" and c.laddr.port == port
+        )
+        for pid in pids
+    }
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["socket per worker", "one shared socket"])
+def test_each_worker_listens_on_its_own_socket_and_gets_connections(
+    service: Service, tmp_path: Path, shared: bool
+) -> None:
+    """``fleet-serve`` gives each of two workers its own listening socket on the one port, and
+    64 new connections reach both workers; ``PDM_SERVE_SHARED_SOCKET=1`` keeps BentoML's one
+    socket, held by the supervisor and both workers."""
+    env = {"PDM_MODEL_DIR": str(service.fleet.bundle_dir), "PDM_SERVE_WORKERS": "2"}
+    if shared:
+        env["PDM_SERVE_SHARED_SOCKET"] = "1"
+    with bentoml_server(env, tmp_path) as url:
+        wait_ready(url)
+        port = int(url.rsplit(":", 1)[1])
+        listening = listening_sockets(port)
+        holders = [pids for pids in listening.values()]
+        clients = [httpx.Client(base_url=url, timeout=30) for _ in range(64)]
+        try:
+            assert all(c.get("/livez").status_code == 200 for c in clients)  # each holds one
+            workers = set().union(*holders)
+            if shared:
+                assert len(listening) == 1 and len(holders[0]) == 3  # supervisor + 2 workers
+                import psutil
+
+                workers = {p for p in workers if psutil.Process(p).parent().pid in workers}
+            else:
+                assert len(listening) == 2 and all(len(pids) == 1 for pids in holders)
+            held = connections_held(workers, port)
+            assert len(held) == 2 and sum(held.values()) == 64, held
+            if not shared:  # by the kernel's hash of the addresses: all 64 on one is 2**-63
+                assert min(held.values()) > 0, held
+            said = "binds its own socket" in (tmp_path / f"bentoml-{port}.log").read_text()
+            assert said is not shared  # the start-up log says which arrangement is in effect
+        finally:
+            for client in clients:
+                client.close()
 
 
 def test_a_broken_model_keeps_the_service_live_and_never_ready(

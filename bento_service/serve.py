@@ -1,0 +1,34 @@
+"""``fleet-serve``: ``bentoml serve`` with a listening socket per HTTP worker.
+
+Takes exactly the arguments of ``bentoml serve`` (``fleet-serve pdm-risk-service:latest
+--port 3001``) and runs BentoML's own command after :func:`worker_sockets.install`, so that
+Linux spreads new connections over the workers instead of the first worker to wake taking a
+whole burst (see :mod:`bento_service.worker_sockets`). ``PDM_SERVE_SHARED_SOCKET=1`` keeps
+BentoML's single shared socket.
+
+This module must not import Dagster: it runs in the serving process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from bento_service import worker_sockets
+
+SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs ``bentoml serve`` with ``argv`` (default: this process's arguments)."""
+    from bentoml_cli.cli import cli
+
+    if os.environ.get(SHARED_SOCKET_ENV, "0") in ("", "0", "false", "False"):
+        worker_sockets.install()
+    args = list(sys.argv[1:] if argv is None else argv)
+    cli.main(["serve", *args], prog_name="fleet-serve")
+
+
+if __name__ == "__main__":
+    main()
