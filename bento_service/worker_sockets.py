@@ -58,6 +58,10 @@ def per_worker_socket(template: CircusSocket) -> CircusSocket:
     Returns:
         An unbound socket with the same name, address, family and backlog, marked
         ``so_reuseport``; circus binds a fresh one from its config for every process it spawns.
+
+    Raises:
+        OSError: The address cannot be listened on with ``SO_REUSEPORT`` (for example another
+            server holds it), naming the address.
     """
     from circus.sockets import CircusSocket
 
@@ -70,12 +74,18 @@ def per_worker_socket(template: CircusSocket) -> CircusSocket:
         "backlog": str(template.backlog),
         "so_reuseport": "true",
     }
-    socket = CircusSocket.load_from_config(config)
-    if not socket.so_reuseport:
-        socket.close()
-        raise OSError(f"socket {template.name!r}: this system refused SO_REUSEPORT")
+    probe = CircusSocket.load_from_config(config)
+    try:  # fail here, once and clearly, if the address is taken (not in every worker's spawn)
+        if not probe.so_reuseport:
+            raise OSError(f"socket {template.name!r}: this system refused SO_REUSEPORT")
+        probe.bind_and_listen()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OSError(error.errno, f"cannot listen on {probe.location}: {reason}") from error
+    finally:
+        probe.close()
     template.close()
-    return socket
+    return CircusSocket.load_from_config(config)
 
 
 def name_socket_in_command(watcher: Watcher, name: str = API_SERVER_SOCKET) -> bool:
@@ -155,9 +165,7 @@ def install() -> bool:
     Returns:
         Whether the per-worker sockets are in effect (False off Linux).
     """
-    if sys.platform != "linux":
-        log = logging.getLogger(LOGGER)
-        log.info("per-worker sockets need Linux; BentoML's shared socket is kept")
+    if sys.platform != "linux":  # elsewhere SO_REUSEPORT does not spread connections
         return False
     from bentoml._internal.utils import circus
 

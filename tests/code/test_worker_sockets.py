@@ -76,6 +76,17 @@ def test_every_worker_can_bind_its_own_socket_on_the_one_port() -> None:
         replacement.close()
 
 
+def test_an_address_in_use_fails_once_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        shared = api_socket(port)
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            give_workers_own_sockets([bentoml_watcher(2)], [shared])
+        shared.close()
+
+
 @pytest.mark.parametrize(
     "case",
     ["one worker", "port 0", "unix socket", "another socket", "no user"],
