@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import shlex
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,8 @@ def per_worker_socket(template: CircusSocket) -> CircusSocket:
         ``so_reuseport``; circus binds a fresh one from its config for every process it spawns.
 
     Raises:
-        OSError: The address cannot be listened on with ``SO_REUSEPORT`` (for example another
-            server holds it), naming the address.
+        OSError: Something already holds the address (another server, including another
+            ``fleet-serve``), naming it; or the system refuses ``SO_REUSEPORT``.
     """
     from circus.sockets import CircusSocket
 
@@ -74,18 +75,24 @@ def per_worker_socket(template: CircusSocket) -> CircusSocket:
         "backlog": str(template.backlog),
         "so_reuseport": "true",
     }
-    probe = CircusSocket.load_from_config(config)
-    try:  # fail here, once and clearly, if the address is taken (not in every worker's spawn)
-        if not probe.so_reuseport:
-            raise OSError(f"socket {template.name!r}: this system refused SO_REUSEPORT")
-        probe.bind_and_listen()
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise OSError(error.errno, f"cannot listen on {probe.location}: {reason}") from error
-    finally:
-        probe.close()
+    # Fail here, once and clearly, if anything holds the address. The probe has no
+    # SO_REUSEPORT, so it also fails against another server's per-worker sockets, which
+    # the workers' own sockets would otherwise join (splitting the connections between two
+    # servers, for example a second `make serve`).
+    with socket.socket(template.family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((template.host, template.port))
+        except OSError as error:
+            raise OSError(
+                error.errno, f"cannot listen on {template.location}: {error.strerror or error}"
+            ) from error
+    shared = CircusSocket.load_from_config(config)
+    if not shared.so_reuseport:
+        shared.close()
+        raise OSError(f"socket {template.name!r}: this system refused SO_REUSEPORT")
     template.close()
-    return CircusSocket.load_from_config(config)
+    return shared
 
 
 def name_socket_in_command(watcher: Watcher, name: str = API_SERVER_SOCKET) -> bool:
@@ -107,10 +114,8 @@ def name_socket_in_command(watcher: Watcher, name: str = API_SERVER_SOCKET) -> b
     return True
 
 
-def _eligible(socket: CircusSocket, name: str) -> bool:
-    return (
-        socket.name == name and not socket.is_unix and bool(socket.port) and not socket.so_reuseport
-    )
+def _eligible(sock: CircusSocket, name: str) -> bool:
+    return sock.name == name and not sock.is_unix and bool(sock.port) and not sock.so_reuseport
 
 
 def give_workers_own_sockets(

@@ -76,8 +76,12 @@ def test_every_worker_can_bind_its_own_socket_on_the_one_port() -> None:
         replacement.close()
 
 
-def test_an_address_in_use_fails_once_naming_it() -> None:
+@pytest.mark.parametrize("holder", ["another server", "another fleet-serve"])
+def test_an_address_in_use_fails_once_naming_it(holder: str) -> None:
+    """Also against SO_REUSEPORT sockets, which the workers' own sockets would join."""
     with socket.socket() as taken:
+        if holder == "another fleet-serve":
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
