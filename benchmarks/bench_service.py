@@ -25,7 +25,8 @@ worker is ready), and every run records how its connections were spread over the
 processes. The BentoML servers start with ``python -m bento_service.serve`` (``fleet-serve``,
 as ``make serve``), which gives each worker a listening socket of its own; in the same run the
 service is also started on BentoML's one shared socket (``PDM_SERVE_SHARED_SOCKET=1``) and
-both are loaded at concurrency 32 for ``--rounds`` rounds, a fresh set of connections each.
+both, running side by side, are loaded at concurrency 32 in ``--rounds`` alternating rounds, a
+fresh set of connections each.
 
 Usage: ``python benchmarks/bench_service.py [--seconds 8] [--update BENCHMARKS.md]``.
 """
@@ -59,6 +60,7 @@ sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 MARK = "bench:service"
 SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"  # bento_service.serve: BentoML's one shared socket
+SOCKET_KINDS = ("bentoml", "bentoml-shared")  # a listening socket per worker / BentoML's shared
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 CONTROL_APP = """
@@ -456,20 +458,28 @@ def run(args: argparse.Namespace) -> str:
 
     single = bodies[0]  # /predict, readings
     assert single[:2] == ("predict", "readings")
-    for kind in ("bentoml", "bentoml-shared", "control", "noop"):
+    # The two socket arrangements, both up, in alternating rounds (the machine's speed drifts),
+    # each round a fresh set of 32 connections: how each arrangement spreads them.
+    pair: dict[str, tuple[subprocess.Popen, str, float]] = {}
+    try:
+        for kind in SOCKET_KINDS:
+            pair[kind] = start(kind, env, work / f"{kind}-rounds.log")
+        for kind, (process, _, _) in pair.items():
+            print(f"{kind}: idle {settle(process.pid):.1f} s after /readyz", flush=True)
+        for i in range(args.rounds):
+            for kind, (process, url, _) in pair.items():
+                result = measure(generator, f"{url}/predict", single[2], 32,
+                                 "application/json", process.pid)  # fmt: skip
+                result.update(server=kind, round=i + 1)
+                spreads.append(result)
+                print(json.dumps(result), flush=True)
+    finally:
+        for process, _, _ in pair.values():
+            stop(process)
+    for kind in ("bentoml", "control", "noop"):
         process, url, _ = start(kind, env, work / f"{kind}.log")
         print(f"{kind}: idle {settle(process.pid):.1f} s after /readyz", flush=True)
         try:
-            if kind.startswith("bentoml"):
-                # Fresh sets of 32 connections: how each socket arrangement spreads them.
-                for i in range(args.rounds):
-                    result = measure(generator, f"{url}/predict", single[2], 32,
-                                     "application/json", process.pid)  # fmt: skip
-                    result.update(server=kind, round=i + 1)
-                    spreads.append(result)
-                    print(json.dumps(result), flush=True)
-            if kind == "bentoml-shared":
-                continue
             for endpoint, form, body, per_call in bodies:
                 if kind == "noop" and (endpoint, form) != ("predict", "readings"):
                     continue
@@ -553,7 +563,8 @@ def report(
         "",
         "`/predict` (readings) at concurrency 32, a fresh set of connections per round: the "
         "service as served (`fleet-serve`: a listening socket per worker) and the same service "
-        f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`), {args.rounds} rounds each.",
+        f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`), both running, "
+        f"{args.rounds} rounds each, alternating.",
         "",
         "| sockets | round | requests/s | p50 ms | p99 ms | errors | connections per worker |",
         "|---|---|---|---|---|---|---|",
