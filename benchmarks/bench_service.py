@@ -23,9 +23,10 @@ comparison:
 Each server is loaded only once all its processes are idle (``/readyz`` answers as soon as one
 worker is ready), and every run records how its connections were spread over the server's
 processes. The BentoML servers start with ``python -m bento_service.serve`` (``fleet-serve``,
-as ``make serve``), which gives each worker a listening socket of its own; in the same run the
+as ``make serve``), which gives each worker a listening socket of its own. In the same run the
 service is also started on BentoML's one shared socket (``PDM_SERVE_SHARED_SOCKET=1``) and
-both, running side by side, are loaded at concurrency 32 in ``--rounds`` alternating rounds, a
+with each ``/predict`` request scored on its own (``PDM_SERVE_COALESCE=0``), and the three,
+running side by side, are loaded at concurrency 32 in ``--rounds`` alternating rounds, a
 fresh set of connections each.
 
 Usage: ``python benchmarks/bench_service.py [--seconds 8] [--update BENCHMARKS.md]``.
@@ -60,7 +61,12 @@ sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 MARK = "bench:service"
 SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"  # bento_service.serve: BentoML's one shared socket
-SOCKET_KINDS = ("bentoml", "bentoml-shared")  # a listening socket per worker / BentoML's shared
+COALESCE_ENV = "PDM_SERVE_COALESCE"  # bento_service.service: /predict windows scored together
+ARRANGEMENTS = {  # the service as served, and one change each: loaded in alternating rounds
+    "bentoml": ("as served", {}),
+    "bentoml-shared": ("one shared socket", {SHARED_SOCKET_ENV: "1"}),
+    "bentoml-single": ("no coalescing", {COALESCE_ENV: "0"}),
+}
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 CONTROL_APP = """
@@ -155,11 +161,10 @@ def start(kind: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, 
     url = f"http://127.0.0.1:{port}"
     path = str(REPO)
     serve = [sys.executable, "-m", "bento_service.serve"]  # `make serve`'s launcher
-    if kind in ("bentoml", "bentoml-shared"):
+    if kind in ARRANGEMENTS:
         command = [*serve, "bento_service.service:FleetRiskService",
                    "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-        if kind == "bentoml-shared":
-            env = {**env, SHARED_SOCKET_ENV: "1"}
+        env = {**env, **ARRANGEMENTS[kind][1]}
     elif kind == "noop":
         (log.parent / "noop_service.py").write_text(NOOP_SERVICE)
         path = f"{log.parent}{os.pathsep}{REPO}"
@@ -215,6 +220,22 @@ def settle(server_pid: int, timeout: float = 60.0, busy: float = 0.1) -> float:
         if used() - before < busy * 0.5:
             break
     return time.monotonic() - started
+
+
+def coalesced(url: str) -> tuple[float, float]:
+    """``/predict`` windows scored and scoring calls so far (the service's ``/metrics``).
+
+    Returns:
+        ``(windows, calls)``, summed over the worker processes; zeros without coalescing.
+    """
+    import httpx
+
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for suffix in totals:
+            if line.startswith(f"pdm_predict_coalesced_windows{suffix}"):
+                totals[suffix] += float(line.rsplit(" ", 1)[1])
+    return totals["_sum"], totals["_count"]
 
 
 def connections_per_worker(server_pid: int, port: int) -> list[int]:
@@ -458,23 +479,26 @@ def run(args: argparse.Namespace) -> str:
 
     single = bodies[0]  # /predict, readings
     assert single[:2] == ("predict", "readings")
-    # The two socket arrangements, both up, in alternating rounds (the machine's speed drifts),
-    # each round a fresh set of 32 connections: how each arrangement spreads them.
-    pair: dict[str, tuple[subprocess.Popen, str, float]] = {}
+    # The arrangements, all up, in alternating rounds (the machine's speed drifts), each round
+    # a fresh set of 32 connections: how each spreads them, and what coalescing gathers.
+    running: dict[str, tuple[subprocess.Popen, str, float]] = {}
     try:
-        for kind in SOCKET_KINDS:
-            pair[kind] = start(kind, env, work / f"{kind}-rounds.log")
-        for kind, (process, _, _) in pair.items():
+        for kind in ARRANGEMENTS:
+            running[kind] = start(kind, env, work / f"{kind}-rounds.log")
+        for kind, (process, _, _) in running.items():
             print(f"{kind}: idle {settle(process.pid):.1f} s after /readyz", flush=True)
         for i in range(args.rounds):
-            for kind, (process, url, _) in pair.items():
+            for kind, (process, url, _) in running.items():
+                windows, calls = coalesced(url)
                 result = measure(generator, f"{url}/predict", single[2], 32,
                                  "application/json", process.pid)  # fmt: skip
-                result.update(server=kind, round=i + 1)
+                after = coalesced(url)
+                per_call = (after[0] - windows) / (after[1] - calls) if after[1] > calls else 0
+                result.update(server=kind, round=i + 1, windows_per_call=per_call)
                 spreads.append(result)
                 print(json.dumps(result), flush=True)
     finally:
-        for process, _, _ in pair.values():
+        for process, _, _ in running.values():
             stop(process)
     for kind in ("bentoml", "control", "noop"):
         process, url, _ = start(kind, env, work / f"{kind}.log")
@@ -562,30 +586,39 @@ def report(
     lines += [
         "",
         "`/predict` (readings) at concurrency 32, a fresh set of connections per round: the "
-        "service as served (`fleet-serve`: a listening socket per worker) and the same service "
-        f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`), both running, "
-        f"{args.rounds} rounds each, alternating.",
+        "service as served (`fleet-serve`: a listening socket per worker; the `/predict` "
+        "requests waiting in a worker at one moment scored in one call), the same service "
+        f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`) and the same service "
+        f"scoring each request on its own (`{COALESCE_ENV}=0`), all running, "
+        f"{args.rounds} rounds each, alternating. Windows per call: the mean number of "
+        "requests scored together in the round (the service's `pdm_predict_coalesced_windows`).",
         "",
-        "| sockets | round | requests/s | p50 ms | p99 ms | errors | connections per worker |",
-        "|---|---|---|---|---|---|---|",
+        "| arrangement | round | requests/s | p50 ms | p99 ms | errors | connections per worker "
+        "| windows per call |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    arrangement = {"bentoml": "one per worker", "bentoml-shared": "one shared"}
     for r in spreads:
         spread = "/".join(str(n) for n in r["connections"]) or "-"
+        per_call = f"{r['windows_per_call']:.1f}" if r["windows_per_call"] else "-"
         lines.append(
-            f"| {arrangement[r['server']]} | {r['round']} | {r['rps']:.1f} | {r['p50']:.1f} | "
-            f"{r['p99']:.1f} | {r['errors']} of {r['requests']} | {spread} |"
+            f"| {ARRANGEMENTS[r['server']][0]} | {r['round']} | {r['rps']:.1f} | "
+            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} of {r['requests']} | {spread} "
+            f"| {per_call} |"
         )
 
     def median_of(server: str, key: str) -> float:
         return statistics.median(r[key] for r in spreads if r["server"] == server)
 
+    medians = "; ".join(
+        f"{name} {median_of(kind, 'rps'):.0f} requests/s, p99 {median_of(kind, 'p99'):.1f} ms"
+        for kind, (name, _) in ARRANGEMENTS.items()
+    )
     lines += [
         "",
-        "Median over the rounds, one socket per worker / one shared: "
-        f"{median_of('bentoml', 'rps'):.0f} / {median_of('bentoml-shared', 'rps'):.0f} "
-        f"requests/s, p99 {median_of('bentoml', 'p99'):.1f} / "
-        f"{median_of('bentoml-shared', 'p99'):.1f} ms.",
+        f"Median over the rounds: {medians}. As served / no coalescing: "
+        f"{median_of('bentoml', 'rps') / median_of('bentoml-single', 'rps'):.2f}x the "
+        f"throughput, {median_of('bentoml', 'p99') / median_of('bentoml-single', 'p99'):.2f}x "
+        "the p99.",
         "",
         f"Cold start (`fleet-serve` process start to `/readyz` = 200): {starts('bentoml')}; "
         f"the no-op BentoML service: {starts('noop')}. "
@@ -641,7 +674,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--rounds", type=int, default=3,
-        help="Concurrency-32 /predict rounds per socket arrangement (fresh connections each).",
+        help="Concurrency-32 /predict rounds per arrangement (fresh connections each).",
     )  # fmt: skip
     parser.add_argument("--update", type=Path, help="Write the table into this markdown file.")
     args = parser.parse_args()

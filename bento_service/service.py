@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import gc
 import json
 import logging
@@ -22,7 +23,7 @@ import os
 import threading
 import time
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ import fastapi
 import prometheus_client
 
 from bento_service import request_log
+from bento_service.coalesce import Coalescer
 from bento_service.schemas import (
     ARROW_MEDIA_TYPES,
     ARROW_STREAM,
@@ -55,6 +57,11 @@ INLINE_WINDOWS = 64
 READY_WAIT_S = float(os.environ.get("PDM_SERVE_READY_WAIT_S", "20"))
 """How long a request waits for this worker's first model load (see ``_ready_model``)."""
 API_PATHS = frozenset({"/predict", "/predict_batch"})
+COALESCE = os.environ.get("PDM_SERVE_COALESCE", "1") == "1"
+"""``/predict`` windows waiting at one moment are scored in one call (``bento_service.coalesce``).
+
+``PDM_SERVE_COALESCE=0`` scores each request on its own (the benchmark's A/B arrangement).
+"""
 TRACING = os.environ.get("PDM_SERVE_TRACING", "0") == "1"
 """OpenTelemetry spans for requests (BentoML's tracing; where they go is BentoML's config).
 
@@ -79,6 +86,11 @@ LATENCY = prometheus_client.Histogram(
     documentation="Time to validate-convert-featurise-score one request (inside the service).",
     labelnames=["endpoint"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+COALESCED = prometheus_client.Histogram(
+    name="pdm_predict_coalesced_windows",
+    documentation="Windows of /predict requests scored together in one call (per worker).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 MODEL_INFO = prometheus_client.Gauge(
     name="pdm_model_info",
@@ -353,6 +365,17 @@ class NotReady(bentoml.exceptions.BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+@contextlib.contextmanager
+def _out_of_range_as_400() -> Iterator[None]:
+    """Turns the model's ``OutOfRangeError`` into the 400 answer :class:`OutOfRange`."""
+    from bento_service.scoring import OutOfRangeError
+
+    try:
+        yield
+    except OutOfRangeError as error:
+        raise OutOfRange(f"out_of_range: {error}") from None
+
+
 @bentoml.service(
     name="pdm-risk-service",
     workers=int(os.environ.get("PDM_SERVE_WORKERS", "2")),
@@ -365,6 +388,10 @@ class FleetRiskService:
 
     def __init__(self) -> None:
         self.model: ServedModel | None = None
+        self.single: Coalescer[MachineWindow, Prediction] | None = None
+        """Scores the ``/predict`` windows waiting at one moment together (made on first use)."""
+        self.single_model: ServedModel | None = None
+        """The model ``single`` scores with."""
         self.load_error: str | None = None
         self.settled = threading.Event()
         """Set once the first load attempt ended: a model, or a reason in ``load_error``."""
@@ -446,19 +473,27 @@ class FleetRiskService:
         return self.model
 
     async def _score(self, windows: list[MachineWindow], endpoint: str) -> list[Prediction]:
-        from bento_service.scoring import OutOfRangeError
-
         model = await self._ready_model()
         started = time.perf_counter()
-        try:
+        with _out_of_range_as_400():
             if len(windows) <= INLINE_WINDOWS:
                 predictions = model.predict(windows)
             else:  # a large batch keeps the event loop (probes, metrics) answering meanwhile
                 predictions = await asyncio.to_thread(model.predict, windows)
-        except OutOfRangeError as error:
-            raise OutOfRange(f"out_of_range: {error}") from None
         self._observe(endpoint, started, (p.risk_level for p in predictions))
         return predictions
+
+    def _coalescer(self, model: ServedModel) -> Coalescer[MachineWindow, Prediction]:
+        """This worker's ``/predict`` coalescer for ``model`` (a new one after a reload)."""
+        if self.single is None or self.single_model is not model:
+
+            def score(windows: list[MachineWindow]) -> list[Prediction]:
+                COALESCED.observe(len(windows))
+                return model.predict(windows)
+
+            self.single = Coalescer(score, max_batch=INLINE_WINDOWS)
+            self.single_model = model
+        return self.single
 
     @staticmethod
     def _observe(endpoint: str, started: float, levels: Iterable[str]) -> None:
@@ -512,7 +547,14 @@ class FleetRiskService:
     @bentoml.api(route="/predict")
     async def predict(self, window: MachineWindow, /) -> Prediction:
         """Scores one machine's latest reading from its recent window of readings."""
-        return (await self._score([window], "predict"))[0]
+        if not COALESCE:
+            return (await self._score([window], "predict"))[0]
+        model = await self._ready_model()
+        started = time.perf_counter()
+        with _out_of_range_as_400():  # with the other /predict windows waiting now
+            prediction = await self._coalescer(model).submit(window)
+        self._observe("predict", started, (prediction.risk_level,))
+        return prediction
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, batch: FleetWindows, /) -> FleetPredictions:
