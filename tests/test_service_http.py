@@ -160,7 +160,7 @@ def test_concurrent_predicts_get_their_own_answers(service: Service) -> None:
 
     async def together() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
-            rounds = [windows + [_bad(service, RULES[0][1])] for _ in range(4)]
+            rounds = [[*windows, _bad(service, RULES[0][1])] for _ in range(4)]
             sent = [client.post("/predict", json=body) for bodies in rounds for body in bodies]
             return await asyncio.gather(*sent)
 
