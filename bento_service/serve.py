@@ -6,6 +6,12 @@ Linux spreads new connections over the workers instead of the first worker to wa
 whole burst (see :mod:`bento_service.worker_sockets`). ``PDM_SERVE_SHARED_SOCKET=1`` keeps
 BentoML's single shared socket.
 
+Each server also gets its own Prometheus directory (a temporary one, removed at exit).
+BentoML keeps the worker processes' metrics in ``$BENTOML_HOME/prometheus_multiproc_dir`` and
+empties it whenever a server starts, so a second server started with the same BentoML home
+(another ``make serve``, a benchmark's second arrangement) would otherwise wipe the first
+one's counters and histograms from its ``/metrics``.
+
 This module must not import Dagster: it runs in the serving process.
 """
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from bento_service import worker_sockets
@@ -22,12 +29,15 @@ SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs ``bentoml serve`` with ``argv`` (default: this process's arguments)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml_cli.cli import cli
 
     if os.environ.get(SHARED_SOCKET_ENV, "0") in ("", "0", "false", "False"):
         worker_sockets.install()
     args = list(sys.argv[1:] if argv is None else argv)
-    cli.main(["serve", *args], prog_name="fleet-serve")
+    with tempfile.TemporaryDirectory(prefix="pdm-serve-metrics-") as metrics:
+        BentoMLContainer.prometheus_multiproc_dir.set(metrics)
+        cli.main(["serve", *args], prog_name="fleet-serve")
 
 
 if __name__ == "__main__":

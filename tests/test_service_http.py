@@ -516,6 +516,32 @@ def test_each_worker_listens_on_its_own_socket_and_gets_connections(
                 client.close()
 
 
+def _predictions_counted(url: str) -> float:
+    lines = httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
+    counted = [ln for ln in lines if ln.startswith("pdm_predictions_total{")]
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in counted)
+
+
+def test_a_second_server_on_the_same_home_leaves_the_first_s_metrics(
+    service: Service, tmp_path: Path
+) -> None:
+    """BentoML empties ``$BENTOML_HOME/prometheus_multiproc_dir`` whenever a server starts;
+    ``fleet-serve`` gives each server a directory of its own, so a second server on the same
+    home does not wipe what the first one's ``/metrics`` counted."""
+    env = {"PDM_MODEL_DIR": str(service.fleet.bundle_dir)}
+    with bentoml_server(env, tmp_path) as first:
+        wait_ready(first)
+        for end in (400, 500, 600):
+            body = machine_window(service, "M003", end)
+            assert httpx.post(f"{first}/predict", json=body, timeout=60).status_code == 200
+        counted = _predictions_counted(first)
+        assert counted == 3
+        with bentoml_server(env, tmp_path) as second:
+            wait_ready(second)
+            assert _predictions_counted(second) == 0
+            assert _predictions_counted(first) == counted
+
+
 def test_a_broken_model_keeps_the_service_live_and_never_ready(
     service: Service, tmp_path: Path
 ) -> None:
