@@ -25,7 +25,8 @@ worker is ready), and every run records how its connections were spread over the
 processes. The BentoML servers start with ``python -m bento_service.serve`` (``fleet-serve``,
 as ``make serve``), which gives each worker a listening socket of its own. In the same run the
 service is also started on BentoML's one shared socket (``PDM_SERVE_SHARED_SOCKET=1``) and
-with each ``/predict`` request scored on its own (``PDM_SERVE_COALESCE=0``), and the three,
+with the ``/predict`` requests a worker holds at one moment scored together
+(``PDM_SERVE_COALESCE=1``), and the three,
 running side by side, are loaded at concurrency 32 in ``--rounds`` alternating rounds, a
 fresh set of connections each.
 
@@ -65,7 +66,7 @@ COALESCE_ENV = "PDM_SERVE_COALESCE"  # bento_service.service: /predict windows s
 ARRANGEMENTS = {  # the service as served, and one change each: loaded in alternating rounds
     "bentoml": ("as served", {}),
     "bentoml-shared": ("one shared socket", {SHARED_SOCKET_ENV: "1"}),
-    "bentoml-single": ("no coalescing", {COALESCE_ENV: "0"}),
+    "bentoml-coalesce": ("coalescing", {COALESCE_ENV: "1"}),
 }
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -487,8 +488,10 @@ def run(args: argparse.Namespace) -> str:
             running[kind] = start(kind, env, work / f"{kind}-rounds.log")
         for kind, (process, _, _) in running.items():
             print(f"{kind}: idle {settle(process.pid):.1f} s after /readyz", flush=True)
-        for i in range(args.rounds):
-            for kind, (process, url, _) in running.items():
+        kinds = list(running)
+        for i in range(args.rounds):  # each round starts with the next arrangement
+            for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
+                process, url, _ = running[kind]
                 windows, calls = coalesced(url)
                 result = measure(generator, f"{url}/predict", single[2], 32,
                                  "application/json", process.pid)  # fmt: skip
@@ -586,11 +589,13 @@ def report(
     lines += [
         "",
         "`/predict` (readings) at concurrency 32, a fresh set of connections per round: the "
-        "service as served (`fleet-serve`: a listening socket per worker; the `/predict` "
-        "requests waiting in a worker at one moment scored in one call), the same service "
+        "service as served (`fleet-serve`: a listening socket per worker; each request "
+        "scored on its own), the same service "
         f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`) and the same service "
-        f"scoring each request on its own (`{COALESCE_ENV}=0`), all running, "
-        f"{args.rounds} rounds each, alternating. Windows per call: the mean number of "
+        "scoring the `/predict` requests a worker holds at one moment in one call "
+        f"(`{COALESCE_ENV}=1`), all running, "
+        f"{args.rounds} rounds each, alternating (each round starts with the next one). "
+        "Windows per call: the mean number of "
         "requests scored together in the round (the service's `pdm_predict_coalesced_windows`).",
         "",
         "| arrangement | round | requests/s | p50 ms | p99 ms | errors | connections per worker "
@@ -615,9 +620,9 @@ def report(
     )
     lines += [
         "",
-        f"Median over the rounds: {medians}. As served / no coalescing: "
-        f"{median_of('bentoml', 'rps') / median_of('bentoml-single', 'rps'):.2f}x the "
-        f"throughput, {median_of('bentoml', 'p99') / median_of('bentoml-single', 'p99'):.2f}x "
+        f"Median over the rounds: {medians}. Coalescing / as served: "
+        f"{median_of('bentoml-coalesce', 'rps') / median_of('bentoml', 'rps'):.2f}x the "
+        f"throughput, {median_of('bentoml-coalesce', 'p99') / median_of('bentoml', 'p99'):.2f}x "
         "the p99.",
         "",
         f"Cold start (`fleet-serve` process start to `/readyz` = 200): {starts('bentoml')}; "
@@ -673,7 +678,7 @@ def main() -> None:
         help="wrk (when on the PATH, with auto) or the Python aiohttp client.",
     )  # fmt: skip
     parser.add_argument(
-        "--rounds", type=int, default=3,
+        "--rounds", type=int, default=6,
         help="Concurrency-32 /predict rounds per arrangement (fresh connections each).",
     )  # fmt: skip
     parser.add_argument("--update", type=Path, help="Write the table into this markdown file.")

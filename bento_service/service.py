@@ -57,10 +57,10 @@ INLINE_WINDOWS = 64
 READY_WAIT_S = float(os.environ.get("PDM_SERVE_READY_WAIT_S", "20"))
 """How long a request waits for this worker's first model load (see ``_ready_model``)."""
 API_PATHS = frozenset({"/predict", "/predict_batch"})
-COALESCE = os.environ.get("PDM_SERVE_COALESCE", "1") == "1"
-"""``/predict`` windows waiting at one moment are scored in one call (``bento_service.coalesce``).
-
-``PDM_SERVE_COALESCE=0`` scores each request on its own (the benchmark's A/B arrangement).
+COALESCE = os.environ.get("PDM_SERVE_COALESCE", "0") == "1"
+"""``PDM_SERVE_COALESCE=1``: the ``/predict`` windows a worker holds at one moment are scored
+in one call (``bento_service.coalesce``). Off by default: at concurrency 32 it gave 1.17-1.35x
+the requests/s and a lower p50, but a 1.13-1.55x longer p99 (BENCHMARKS.md).
 """
 TRACING = os.environ.get("PDM_SERVE_TRACING", "0") == "1"
 """OpenTelemetry spans for requests (BentoML's tracing; where they go is BentoML's config).

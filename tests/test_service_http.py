@@ -150,16 +150,20 @@ def test_batch_scores_many_machines_in_request_order(service: Service) -> None:
         )
 
 
-def test_concurrent_predicts_get_their_own_answers(service: Service) -> None:
-    """/predict requests in flight together are scored together (``bento_service.coalesce``):
-    each still gets the answer it gets alone, and ``/metrics`` counts the windows per call."""
+def _concurrent_predicts_match_alone(service: Service, url: str) -> tuple[float, float]:
+    """Sends 12 windows one at a time, then 4 rounds of the 12 plus a broken window all at
+    once; each concurrent answer must equal the one alone (the broken ones: 400).
+
+    Returns:
+        ``(windows, calls)`` of ``pdm_predict_coalesced_windows`` from ``url``'s ``/metrics``.
+    """
     machines = [f"M{i:03d}" for i in range(12)]
     windows = [machine_window(service, m, 300 + 25 * i) for i, m in enumerate(machines)]
-    alone = [post(service, "/predict", window).json() for window in windows]
+    alone = [httpx.post(f"{url}/predict", json=w, timeout=60).json() for w in windows]
     rul_abs = PARITY * service.fleet.model.components["rul_regressor"].extra["rul_cap"]
 
     async def together() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             rounds = [[*windows, _bad(service, RULES[0][1])] for _ in range(4)]
             sent = [client.post("/predict", json=body) for bodies in rounds for body in bodies]
             return await asyncio.gather(*sent)
@@ -178,13 +182,29 @@ def test_concurrent_predicts_get_their_own_answers(service: Service) -> None:
         assert got["anomaly_score"] == pytest.approx(want["anomaly_score"], rel=1e-5)
         assert got["rul"] == pytest.approx(want["rul"], abs=rul_abs)
         assert got["risk_level"] == want["risk_level"]
-    metrics = httpx.get(f"{service.url}/metrics").text.splitlines()
-    scored = sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics
-        if line.startswith("pdm_predict_coalesced_windows_sum")
-    )
-    assert scored >= len(alone) + 4 * len(windows)
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+
+    def total(name: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
+
+    return total("pdm_predict_coalesced_windows_sum"), total("pdm_predict_coalesced_windows_count")
+
+
+def test_concurrent_predicts_get_their_own_answers(service: Service) -> None:
+    """By default each /predict request is scored on its own, concurrent ones too."""
+    assert _concurrent_predicts_match_alone(service, service.url) == (0, 0)
+
+
+def test_coalesced_predicts_get_their_own_answers(service: Service, tmp_path: Path) -> None:
+    """With ``PDM_SERVE_COALESCE=1`` the /predict requests a worker holds at one moment are
+    scored in one call (``bento_service.coalesce``): each still gets the answer it gets
+    alone, a broken window its own 400, and ``/metrics`` counts fewer calls than windows."""
+    env = {"PDM_MODEL_DIR": str(service.fleet.bundle_dir), "PDM_SERVE_COALESCE": "1"}
+    with bentoml_server(env, tmp_path) as url:
+        wait_ready(url)
+        windows, calls = _concurrent_predicts_match_alone(service, url)
+    assert windows == 12 + 4 * 12  # the broken windows fail validation, before scoring
+    assert 12 < calls < windows  # the 12 sent one at a time took a call each
 
 
 def test_the_columnar_form_gives_the_same_answers(service: Service) -> None:
