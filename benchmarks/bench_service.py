@@ -24,11 +24,11 @@ Each server is loaded only once all its processes are idle (``/readyz`` answers 
 worker is ready), and every run records how its connections were spread over the server's
 processes. The BentoML servers start with ``python -m bento_service.serve`` (``fleet-serve``,
 as ``make serve``), which gives each worker a listening socket of its own. In the same run the
-service is also started on BentoML's one shared socket (``PDM_SERVE_SHARED_SOCKET=1``) and
-with the ``/predict`` requests a worker holds at one moment scored together
-(``PDM_SERVE_COALESCE=1``), and the three,
-running side by side, are loaded at concurrency 32 in ``--rounds`` alternating rounds, a
-fresh set of connections each.
+service is also started on BentoML's one shared socket (``PDM_SERVE_SHARED_SOCKET=1``), with
+each ``/predict`` request scored on its own instead of with the others its worker holds
+(``PDM_SERVE_COALESCE=0``) and with Python's garbage-collector thresholds
+(``PDM_SERVE_GC_THRESHOLDS=700,10,10``), and the four, running side by side, are loaded at
+concurrency 32 in ``--rounds`` alternating rounds, a fresh set of connections each.
 
 Usage: ``python benchmarks/bench_service.py [--seconds 8] [--update BENCHMARKS.md]``.
 """
@@ -63,10 +63,12 @@ BIN = Path(sys.executable).parent
 MARK = "bench:service"
 SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"  # bento_service.serve: BentoML's one shared socket
 COALESCE_ENV = "PDM_SERVE_COALESCE"  # bento_service.service: /predict windows scored together
+GC_ENV = "PDM_SERVE_GC_THRESHOLDS"  # bento_service.service: a worker's gc.set_threshold
 ARRANGEMENTS = {  # the service as served, and one change each: loaded in alternating rounds
     "bentoml": ("as served", {}),
     "bentoml-shared": ("one shared socket", {SHARED_SOCKET_ENV: "1"}),
-    "bentoml-coalesce": ("coalescing", {COALESCE_ENV: "1"}),
+    "bentoml-single": ("no coalescing", {COALESCE_ENV: "0"}),
+    "bentoml-gc-python": ("Python's GC thresholds", {GC_ENV: "700,10,10"}),
 }
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -589,11 +591,11 @@ def report(
     lines += [
         "",
         "`/predict` (readings) at concurrency 32, a fresh set of connections per round: the "
-        "service as served (`fleet-serve`: a listening socket per worker; each request "
-        "scored on its own), the same service "
-        f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`) and the same service "
-        "scoring the `/predict` requests a worker holds at one moment in one call "
-        f"(`{COALESCE_ENV}=1`), all running, "
+        "service as served (`fleet-serve`: a listening socket per worker; the `/predict` "
+        "requests a worker holds at one moment scored in one call), the same service "
+        f"on BentoML's one shared socket (`{SHARED_SOCKET_ENV}=1`), the same service "
+        f"scoring each request on its own (`{COALESCE_ENV}=0`) and the same service with "
+        f"Python's garbage-collector thresholds (`{GC_ENV}=700,10,10`), all running, "
         f"{args.rounds} rounds each, alternating (each round starts with the next one). "
         "Windows per call: the mean number of "
         "requests scored together in the round (the service's `pdm_predict_coalesced_windows`).",
@@ -620,9 +622,12 @@ def report(
     )
     lines += [
         "",
-        f"Median over the rounds: {medians}. Coalescing / as served: "
-        f"{median_of('bentoml-coalesce', 'rps') / median_of('bentoml', 'rps'):.2f}x the "
-        f"throughput, {median_of('bentoml-coalesce', 'p99') / median_of('bentoml', 'p99'):.2f}x "
+        f"Median over the rounds: {medians}. As served / no coalescing: "
+        f"{median_of('bentoml', 'rps') / median_of('bentoml-single', 'rps'):.2f}x the "
+        f"throughput, {median_of('bentoml', 'p99') / median_of('bentoml-single', 'p99'):.2f}x "
+        "the p99. As served / Python's GC thresholds: "
+        f"{median_of('bentoml', 'rps') / median_of('bentoml-gc-python', 'rps'):.2f}x the "
+        f"throughput, {median_of('bentoml', 'p99') / median_of('bentoml-gc-python', 'p99'):.2f}x "
         "the p99.",
         "",
         f"Cold start (`fleet-serve` process start to `/readyz` = 200): {starts('bentoml')}; "

@@ -7,8 +7,7 @@ each), so :class:`Coalescer` gathers every request that reaches it during one tu
 and scores them together at the start of the next turn. It never waits for more requests:
 with one request in flight, the request is scored one loop turn later (microseconds).
 
-The service uses it only with ``PDM_SERVE_COALESCE=1``: it raises throughput at concurrency 32
-(1.17-1.35x) and lengthens the p99 (1.13-1.55x; BENCHMARKS.md).
+The service uses it unless ``PDM_SERVE_COALESCE=0`` (figures in BENCHMARKS.md).
 
 BentoML's own adaptive batching does not fit ``/predict``: a batchable API takes a list in
 the request body (so ``/predict`` would no longer take one window), and its dispatcher

@@ -57,11 +57,43 @@ INLINE_WINDOWS = 64
 READY_WAIT_S = float(os.environ.get("PDM_SERVE_READY_WAIT_S", "20"))
 """How long a request waits for this worker's first model load (see ``_ready_model``)."""
 API_PATHS = frozenset({"/predict", "/predict_batch"})
-COALESCE = os.environ.get("PDM_SERVE_COALESCE", "0") == "1"
-"""``PDM_SERVE_COALESCE=1``: the ``/predict`` windows a worker holds at one moment are scored
-in one call (``bento_service.coalesce``). Off by default: at concurrency 32 it gave 1.17-1.35x
-the requests/s and a lower p50, but a 1.13-1.55x longer p99 (BENCHMARKS.md).
+COALESCE = os.environ.get("PDM_SERVE_COALESCE", "1") == "1"
+"""The ``/predict`` windows a worker holds at one moment are scored in one call
+(``bento_service.coalesce``); ``PDM_SERVE_COALESCE=0`` scores each request on its own.
+
+At concurrency 32 (BENCHMARKS.md, 13:20 run) it gave 1.36x the requests/s and 0.74x the p99
+of scoring each alone, with the collector's thresholds at ``GC_THRESHOLDS``; with Python's
+own thresholds its p99 was longer than without it (three runs at 12:08-12:31).
 """
+GC_THRESHOLDS_ENV = "PDM_SERVE_GC_THRESHOLDS"
+
+
+def gc_thresholds(text: str) -> tuple[int, int, int]:
+    """Parses ``PDM_SERVE_GC_THRESHOLDS`` (three comma-separated non-negative integers).
+
+    Raises:
+        ValueError: Not three such integers (naming the variable and the value).
+    """
+    parts = text.split(",")
+    if len(parts) != 3 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(
+            f"{GC_THRESHOLDS_ENV} must be three non-negative integers such as 700,10,10, "
+            f"got {text!r}"
+        )
+    first, second, third = (int(part) for part in parts)
+    return first, second, third
+
+
+GC_THRESHOLDS = gc_thresholds(os.environ.get(GC_THRESHOLDS_ENV, "50000,50,1000"))
+"""A worker's garbage-collector thresholds once its model is loaded (``gc.set_threshold``).
+
+Python's ``700,10,10`` runs a young-generation pass whenever 700 more container objects are
+alive than at the last pass. With ``50000,50,1000`` the coalescing service's p99 at
+concurrency 32 was 0.54x that with Python's thresholds, at 1.09x the requests/s (6 alternating
+rounds, BENCHMARKS.md). Garbage without reference cycles is freed at once either way.
+"""
+
+
 TRACING = os.environ.get("PDM_SERVE_TRACING", "0") == "1"
 """OpenTelemetry spans for requests (BentoML's tracing; where they go is BentoML's config).
 
@@ -449,6 +481,7 @@ class FleetRiskService:
         # p99 of a no-op BentoML service at concurrency 32 from 138-160 ms to 58-64 ms.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     def _fail(self, reason: str) -> None:
         self.load_error = reason

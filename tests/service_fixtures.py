@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,11 +104,12 @@ def bentoml_server(env: dict[str, str], home: Path) -> Iterator[str]:
             raise TimeoutError(f"fleet-serve did not answer /livez: {Path(log.name).read_text()}")
         yield url
     finally:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+        with suppress(ProcessLookupError):  # a server that failed at start is gone already
+            os.killpg(process.pid, 15)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
         log.close()
 
 

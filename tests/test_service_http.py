@@ -191,20 +191,27 @@ def _concurrent_predicts_match_alone(service: Service, url: str) -> tuple[float,
 
 
 def test_concurrent_predicts_get_their_own_answers(service: Service) -> None:
-    """By default each /predict request is scored on its own, concurrent ones too."""
-    assert _concurrent_predicts_match_alone(service, service.url) == (0, 0)
+    """/predict requests in flight together (scored together: ``bento_service.coalesce``)
+    each get the answer they get alone, and a broken one its own 400."""
+    windows, calls = _concurrent_predicts_match_alone(service, service.url)
+    assert calls < windows
 
 
-def test_coalesced_predicts_get_their_own_answers(service: Service, tmp_path: Path) -> None:
-    """With ``PDM_SERVE_COALESCE=1`` the /predict requests a worker holds at one moment are
-    scored in one call (``bento_service.coalesce``): each still gets the answer it gets
-    alone, a broken window its own 400, and ``/metrics`` counts fewer calls than windows."""
-    env = {"PDM_MODEL_DIR": str(service.fleet.bundle_dir), "PDM_SERVE_COALESCE": "1"}
+@pytest.mark.parametrize("coalesce", ["1", "0"], ids=["coalescing", "each alone"])
+def test_coalescing_counts_windows_per_call_and_can_be_turned_off(
+    service: Service, tmp_path: Path, coalesce: str
+) -> None:
+    """On a fresh server, 60 windows reach the model in fewer calls than windows (the 12 sent
+    one at a time take a call each); with ``PDM_SERVE_COALESCE=0`` none is coalesced."""
+    env = {"PDM_MODEL_DIR": str(service.fleet.bundle_dir), "PDM_SERVE_COALESCE": coalesce}
     with bentoml_server(env, tmp_path) as url:
         wait_ready(url)
         windows, calls = _concurrent_predicts_match_alone(service, url)
-    assert windows == 12 + 4 * 12  # the broken windows fail validation, before scoring
-    assert 12 < calls < windows  # the 12 sent one at a time took a call each
+    if coalesce == "0":
+        assert (windows, calls) == (0, 0)
+    else:
+        assert windows == 12 + 4 * 12  # the broken windows fail validation, before scoring
+        assert 12 < calls < windows
 
 
 def test_the_columnar_form_gives_the_same_answers(service: Service) -> None:
@@ -560,6 +567,15 @@ def test_a_second_server_on_the_same_home_leaves_the_first_s_metrics(
             wait_ready(second)
             assert _predictions_counted(second) == 0
             assert _predictions_counted(first) == counted
+
+
+def test_bad_gc_thresholds_stop_the_server_at_start_naming_the_variable(
+    service: Service, tmp_path: Path
+) -> None:
+    env = {"PDM_MODEL_DIR": str(service.fleet.bundle_dir), "PDM_SERVE_GC_THRESHOLDS": "fast"}
+    failed = pytest.raises(RuntimeError, match="PDM_SERVE_GC_THRESHOLDS must be three")
+    with failed, bentoml_server(env, tmp_path):
+        pass
 
 
 def test_a_broken_model_keeps_the_service_live_and_never_ready(
