@@ -3,9 +3,10 @@
 At concurrency 32 each BentoML worker holds about 16 connections, and the requests that
 arrive while it scores one window wait on its event loop. Scoring costs about the same for
 one window as for six (0.50 against 0.60 ms: numpy and ONNX Runtime calls have a fixed cost
-each), so :class:`Coalescer` gathers every request that reaches it during one turn of the event loop
-and scores them together at the start of the next turn. It never waits for more requests:
-with one request in flight, the request is scored one loop turn later (microseconds).
+each), so :class:`Coalescer` gathers every request that reaches it during one turn of the
+event loop and scores them together at the start of the next turn. It never waits for more
+requests: with one request in flight, the request is scored one loop turn later
+(microseconds).
 
 The service uses it unless ``PDM_SERVE_COALESCE=0`` (figures in BENCHMARKS.md).
 
@@ -44,7 +45,7 @@ class Coalescer(Generic[Item, Result]):
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._scheduled = False
         self.batches = 0
-        """Calls of ``score`` on whole batches (for tests and the benchmark)."""
+        """Calls of ``score`` on whole batches (the service exports its own histogram)."""
         self.items = 0
         """Items scored in those calls."""
 
