@@ -32,10 +32,10 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.installed  ## Create .venv with the locked dependencies (bootstraps uv from PyPI)
 
 demo: install  ## Install, then materialise every asset on the built-in simulator
-	$(BIN)/python -m pdm_assets.demo
+	$(BIN)/python -m pdm_platform.demo
 
 drift-demo: install  ## After make demo: land batches, watch drift trigger retraining (real daemon)
-	$(BIN)/python -m pdm_assets.drift_demo $(ARGS)
+	$(BIN)/python -m pdm_platform.drift_demo $(ARGS)
 
 feed: install  ## Land simulated batches (make feed ARGS="--batches 5 --bias vibration=0.5")
 	$(BIN)/fleet-feed $(ARGS)
@@ -61,7 +61,7 @@ format: install  ## Apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 ui: install  ## Dagster UI on http://127.0.0.1:3000 (same state as make demo)
-	$(BIN)/python -m pdm_assets.instance
+	$(BIN)/python -m pdm_platform.instance
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 over $(PDM_HOME)/mlflow
@@ -81,8 +81,8 @@ serve: install  ## Serve the latest Bento (else the registry champion) on 127.0.
 
 rollback: install  ## Point the champion alias at VERSION (make rollback VERSION=3)
 	@test -n "$(VERSION)" || { echo "usage: make rollback VERSION=<n>"; \
-		$(BIN)/python -m pdm_assets.rollback --list; exit 2; }
-	$(BIN)/python -m pdm_assets.rollback --to $(VERSION)
+		$(BIN)/python -m pdm_platform.rollback --list; exit 2; }
+	$(BIN)/python -m pdm_platform.rollback --to $(VERSION)
 
 bench: install  ## Feature/simulator throughput; results go to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_features.py --update BENCHMARKS.md

@@ -44,8 +44,8 @@ def run_seed(data_dir: Path, subset: str, seed: int) -> tuple[dict, dict[str, fl
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     import dagster as dg
 
-    from pdm_assets import definitions
     from pdm_assets.jobs import PIPELINE_SELECTION
+    from pdm_platform import definitions
     from pdm_resources.environment import build_resources
     from pdm_resources.telemetry_source import TelemetrySource
 

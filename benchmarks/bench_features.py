@@ -4,7 +4,7 @@ Usage (what ``make bench`` runs)::
 
     python benchmarks/bench_features.py --update BENCHMARKS.md
 
-The pandas baseline (:mod:`pdm_core.features_reference`) computes the same feature columns
+The pandas baseline (:mod:`tests.features_reference`) computes the same feature columns
 with ``groupby().rolling()``; the two outputs are compared value by value before any figure is
 reported. Medians over repeated runs; the ratio is median baseline time / median fast time.
 """
@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pdm_core.features import compute_features, fit_feature_state  # noqa: E402
-from pdm_core.features_reference import reference_features  # noqa: E402
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate  # noqa: E402
+from tests.features_reference import reference_features  # noqa: E402
 
 START, END = "<!-- bench:features:start -->", "<!-- bench:features:end -->"
 

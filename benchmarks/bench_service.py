@@ -391,7 +391,7 @@ def fleet_windows(count: int, length: int, seed: int = 0) -> list[pd.DataFrame]:
     """
     import duckdb
 
-    from pdm_resources.paths import warehouse_path
+    from pdm_core.paths import warehouse_path
 
     with duckdb.connect(str(warehouse_path()), read_only=True) as db:
         telemetry = db.sql("SELECT * FROM pdm.raw_telemetry ORDER BY machine_id, cycle").df()
@@ -442,8 +442,8 @@ def run(args: argparse.Namespace) -> str:
     work.mkdir(parents=True, exist_ok=True)
     # The champion's bundle, fetched once from the registry: servers then load it as a Bento
     # does (no MLflow import at start-up).
+    from pdm_core.paths import mlflow_tracking_uri
     from pdm_core.registry import download_bundle
-    from pdm_resources.paths import mlflow_tracking_uri
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
     bundle, version = download_bundle(uri)

@@ -35,8 +35,8 @@ def load_served_model() -> ServedModel:
             Path(directory), name=FLEET_MODEL, version="local", source=f"dir:{directory}"
         )
     if os.environ.get("PDM_MODEL_SOURCE", "bentoml") == "registry":
+        from pdm_core.paths import mlflow_tracking_uri
         from pdm_core.registry import download_bundle
-        from pdm_resources.paths import mlflow_tracking_uri
 
         uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_tracking_uri()
         alias = os.environ.get("PDM_MODEL_ALIAS", CHAMPION)

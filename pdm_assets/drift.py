@@ -18,12 +18,11 @@ import pandas as pd
 from pdm_assets.ingestion import LANDED, TABLE, table_exists
 from pdm_assets.metadata import check_result, markdown_table
 from pdm_core import schema
+from pdm_core.names import CHAMPION_MODEL, DRIFT_REPORT
 from pdm_resources.artifacts import ArtifactStore
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.mlflow_tracking import MlflowTracking
 from pdm_resources.warehouse import Warehouse
-
-DRIFT_REPORT = "drift_report"
 
 
 def recent_readings(connection, batches: int) -> tuple[pd.DataFrame, list[str]]:  # type: ignore[no-untyped-def]
@@ -75,7 +74,7 @@ def report_version(champion_version: str, batches: list[str], policy: DriftPolic
 
 @dg.asset(
     name=DRIFT_REPORT,
-    deps=[LANDED, "champion_model"],
+    deps=[LANDED, CHAMPION_MODEL],
     group_name="monitoring",
     check_specs=[
         dg.AssetCheckSpec(

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-SIMULATE_FEED = "simulate_feed"
+from pdm_core.names import SIMULATE_FEED_JOB
 
 
 class FeedSettings(dg.Config):
@@ -38,10 +38,10 @@ class FeedSettings(dg.Config):
 def write_feed_batches(context: dg.OpExecutionContext, config: FeedSettings) -> list[str]:
     """Writes ``config.batches`` feed files and returns their paths."""
     from pdm_core.feed import FeedConfig, next_batch, run_feed
-    from pdm_core.feed_cli import landing_root
+    from pdm_core.paths import landing_dir
     from pdm_core.simulator import DriftSpec
 
-    root = landing_root()
+    root = landing_dir()
     first = next_batch(root)
     try:
         feed = FeedConfig(
@@ -74,7 +74,7 @@ def write_feed_batches(context: dg.OpExecutionContext, config: FeedSettings) -> 
 
 
 @dg.job(
-    name=SIMULATE_FEED,
+    name=SIMULATE_FEED_JOB,
     description="Writes new simulated telemetry batches (optionally drifted) into the landing "
     "zone, continuing the default simulator fleet; set the drift under ops.write_feed_batches.",
 )

@@ -28,15 +28,16 @@ from pdm_core.landing import (
     read_landed_file,
     split_against_existing,
 )
+from pdm_core.names import LANDED_TELEMETRY, TELEMETRY_BATCHES
 from pdm_resources.landing_zone import LandingZone
 from pdm_resources.telemetry_source import TelemetrySource
 from pdm_resources.warehouse import Warehouse
 
-LANDED = "landed_telemetry"
+LANDED = LANDED_TELEMETRY
 TABLE = f"pdm.{LANDED}"
 INGESTED_AT = "ingested_at"
 
-telemetry_batches = dg.DynamicPartitionsDefinition(name="telemetry_batches")
+telemetry_batches = dg.DynamicPartitionsDefinition(name=TELEMETRY_BATCHES)
 
 
 def table_exists(connection, table: str = TABLE) -> bool:  # type: ignore[no-untyped-def]

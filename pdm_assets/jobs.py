@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pdm_assets.ingestion import LANDED
-
-FULL_PIPELINE = "full_pipeline"
-INGEST_JOB = "ingest_telemetry"
-RETRAIN_JOB = "retrain"
-DRIFT_CHECK_JOB = "drift_check"
+from pdm_core.names import (
+    DRIFT_CHECK_JOB,
+    DRIFT_REPORT,
+    FULL_PIPELINE_JOB,
+    INGEST_JOB,
+    LANDED_TELEMETRY,
+    RETRAIN_JOB,
+)
 
 SERIAL_TAG = "pdm/serial"
 """Runs with the same value of this tag must not overlap (a tag concurrency limit of 1 in the
@@ -18,13 +20,13 @@ already stored, and trainings write the same tables and move the same champion a
 INGESTION_RUNS = {SERIAL_TAG: "ingestion"}
 TRAINING_RUNS = {SERIAL_TAG: "training"}
 
-_landed = dg.AssetSelection.assets(LANDED)
+_landed = dg.AssetSelection.assets(LANDED_TELEMETRY)
 _training = dg.AssetSelection.assets("raw_telemetry", "dataset_info").downstream()
 PIPELINE_SELECTION = dg.AssetSelection.all() - _landed
 """Every asset but the per-batch ingestion (which needs a partition key)."""
 
 full_pipeline_job = dg.define_asset_job(
-    FULL_PIPELINE,
+    FULL_PIPELINE_JOB,
     selection=PIPELINE_SELECTION,
     tags=TRAINING_RUNS,
     description="Materialises every asset except the per-batch ingestion (what `make demo` "
@@ -32,7 +34,7 @@ full_pipeline_job = dg.define_asset_job(
 )
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
-    selection=_landed | dg.AssetSelection.assets("drift_report"),
+    selection=_landed | dg.AssetSelection.assets(DRIFT_REPORT),
     tags=INGESTION_RUNS,
     description="Ingests one landed batch (partition) and refreshes the drift report.",
 )
@@ -45,6 +47,6 @@ retrain_job = dg.define_asset_job(
 )
 drift_check_job = dg.define_asset_job(
     DRIFT_CHECK_JOB,
-    selection=dg.AssetSelection.assets("drift_report"),
+    selection=dg.AssetSelection.assets(DRIFT_REPORT),
     description="Recomputes the drift report of the newest landed batches.",
 )

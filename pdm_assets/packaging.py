@@ -16,8 +16,8 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from pdm_core import paths
 from pdm_core.registry import CHAMPION, download_bundle
-from pdm_resources import paths
 from pdm_resources.mlflow_tracking import MlflowTracking
 
 GROUP = "serving"

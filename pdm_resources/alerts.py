@@ -31,8 +31,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from pdm_core import paths
 from pdm_core.alerts import Alert
-from pdm_resources import paths
 
 try:  # POSIX advisory locks keep concurrent appends and flushes of the spool apart.
     import fcntl
@@ -158,7 +158,7 @@ class AlertSink(dg.ConfigurableResource):
         """The sink of the embedded default.
 
         Returns:
-            A sink on :func:`pdm_resources.paths.warehouse_path` with the webhook from
+            A sink on :func:`pdm_core.paths.warehouse_path` with the webhook from
             ``$PDM_ALERT_WEBHOOK_URL`` (unset or empty: no webhook).
         """
         return cls(

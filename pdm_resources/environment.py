@@ -16,7 +16,7 @@ from typing import Literal
 
 import dagster as dg
 
-from pdm_resources import paths
+from pdm_core import paths
 from pdm_resources.alerts import WEBHOOK_ENV_VAR, AlertSink
 from pdm_resources.artifacts import LocalArtifactStore, S3ArtifactStore
 from pdm_resources.drift_policy import DriftPolicy

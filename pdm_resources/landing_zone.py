@@ -115,7 +115,7 @@ class LocalLandingZone(LandingZone):
     @classmethod
     def from_env(cls) -> LocalLandingZone:
         """``$PDM_LANDING_DIR``, default ``$PDM_HOME/landing``."""
-        from pdm_resources import paths
+        from pdm_core import paths
 
         return cls(root=str(paths.landing_dir()))
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import dagster as dg
 
+from pdm_core import paths
 from pdm_core.registry import CHAMPION, FLEET_MODEL
-from pdm_resources import paths
 
 __all__ = [
     "CHAMPION",

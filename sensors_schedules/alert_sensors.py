@@ -14,7 +14,9 @@ from typing import Any
 import dagster as dg
 
 from pdm_core.alerts import Alert, check_failed_dedup_key
+from pdm_core.names import FLEET_MODEL_CANDIDATE, PROMOTION_GATE
 from pdm_resources.alerts import AlertSink
+from sensors_schedules.event_metadata import plain_metadata
 
 CHECK_EVENTS_PER_TICK = 500
 RUNS_PER_TICK = 100
@@ -42,34 +44,11 @@ def _root_cause(error: Any) -> str | None:
     return lines[-1] if lines else None
 
 
-def plain_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Metadata values as plain JSON: ``MetadataValue.value`` where JSON-able, else ``str``.
-
-    Args:
-        metadata: Dagster metadata (``MetadataValue`` objects or raw values).
-
-    Returns:
-        A JSON-serialisable dict with the same keys.
-    """
-    plain: dict[str, Any] = {}
-    for key, value in metadata.items():
-        raw = value.value if isinstance(value, dg.MetadataValue) else value
-        try:
-            json.dumps(raw)
-        except Exception:  # not only TypeError: Dagster records refuse iteration outright
-            raw = str(raw)
-        plain[str(key)] = raw
-    return plain
-
-
 def _outcome_counts(outcomes: Sequence[Any]) -> int:
     return sum(1 for outcome in outcomes if outcome.status != "duplicate")
 
 
 # ---------------------------------------------------------------------- run failures
-
-
-PROMOTION_GATE = "not_worse_than_champion"
 
 
 def only_the_promotion_gate(failed_steps: Mapping[str, str | None]) -> bool:
@@ -79,7 +58,7 @@ def only_the_promotion_gate(failed_steps: Mapping[str, str | None]) -> bool:
         failed_steps: Step key -> root error message of every failed step.
     """
     return bool(failed_steps) and all(
-        step == "fleet_model_candidate" and PROMOTION_GATE in (error or "")
+        step == FLEET_MODEL_CANDIDATE and PROMOTION_GATE in (error or "")
         for step, error in failed_steps.items()
     )
 

@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pdm_assets.drift import DRIFT_REPORT
-from pdm_assets.jobs import RETRAIN_JOB
-from pdm_assets.metadata import metadata_value
 from pdm_core.alerts import Alert, drift_dedup_key
+from pdm_core.names import DRIFT_REPORT, RETRAIN_JOB
 from pdm_resources.alerts import AlertSink
 from pdm_resources.drift_policy import DriftPolicy
+from sensors_schedules.event_metadata import plain_metadata
 
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
@@ -111,12 +110,12 @@ def drift_retrain_sensor(
             skip_reason=f"no new drift report since the one of run {record.run_id[:8]}",
             cursor=context.cursor,
         )
-    metadata = record.asset_materialization.metadata
-    share = float(metadata_value(metadata, "drift_share", 0.0))  # type: ignore[arg-type]
-    n_checked = int(metadata_value(metadata, "n_checked", 0))  # type: ignore[arg-type]
+    metadata = plain_metadata(record.asset_materialization.metadata)
+    share = float(metadata.get("drift_share", 0.0))
+    n_checked = int(metadata.get("n_checked", 0))
     tags = record.asset_materialization.tags or {}
     version = str(tags.get("dagster/data_version") or record.storage_id)
-    batches = [str(b) for b in metadata_value(metadata, "batches", None) or []]
+    batches = [str(b) for b in metadata.get("batches") or []]
     retrained: dict[str, str] = cursor.get("retrained_batches", {})
     seen_all = bool(batches) and all(batch in retrained for batch in batches)
     retrained_by = retrained[batches[0]] if seen_all else None  # the newest batch's retrain
@@ -133,7 +132,7 @@ def drift_retrain_sensor(
         "drift_share": share,
         "threshold": drift_policy.threshold,
         "report_version": version,
-        "champion_version": metadata_value(metadata, "champion_version"),
+        "champion_version": metadata.get("champion_version"),
         "batches": batches,
         "decision": decision.reason,
     }

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from pdm_assets.ingestion import telemetry_batches
-from pdm_assets.jobs import INGEST_JOB
+from pdm_core.names import INGEST_JOB, TELEMETRY_BATCHES
 from pdm_resources.landing_zone import LandedFile, LandingZone
 
 MAX_FILES_PER_TICK = 25
@@ -100,6 +99,10 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
             )
             for name, batch in decision.batches
         ],
-        dynamic_partitions_requests=[telemetry_batches.build_add_request(keys)],
+        dynamic_partitions_requests=[
+            dg.AddDynamicPartitionsRequest(
+                partitions_def_name=TELEMETRY_BATCHES, partition_keys=keys
+            )
+        ],
         cursor=new_cursor,
     )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pdm_assets.jobs import drift_check_job, full_pipeline_job, retrain_job
+from pdm_core.names import DRIFT_CHECK_JOB, FULL_PIPELINE_JOB, RETRAIN_JOB
 
 nightly_full_pipeline = dg.ScheduleDefinition(
     name="nightly_full_pipeline",
-    job=full_pipeline_job,
+    job_name=FULL_PIPELINE_JOB,
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -18,7 +18,7 @@ nightly_full_pipeline = dg.ScheduleDefinition(
 
 daily_drift_check = dg.ScheduleDefinition(
     name="daily_drift_check",
-    job=drift_check_job,
+    job_name=DRIFT_CHECK_JOB,
     cron_schedule="0 6 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -28,7 +28,7 @@ daily_drift_check = dg.ScheduleDefinition(
 
 weekly_retrain = dg.ScheduleDefinition(
     name="weekly_retrain",
-    job=retrain_job,
+    job_name=RETRAIN_JOB,
     cron_schedule="0 3 * * 0",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,

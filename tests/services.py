@@ -210,12 +210,12 @@ def dagster_dev_server(env: dict[str, str], log: Path, timeout: float = 240) -> 
     """
     import sys
 
-    from pdm_assets.drift_demo import stop_process_group, ui_answers
+    from pdm_platform.drift_demo import stop_process_group, ui_answers
 
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "pdm_assets.definitions",
-               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    command = [str(Path(sys.executable).parent / "dagster"), "dev",
+               "-m", "pdm_platform.definitions", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
     with open(log, "ab") as handle:
         process = subprocess.Popen(
             command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,

@@ -485,7 +485,7 @@ def test_dockerfile_matches_the_makefile_and_the_chart():
     assert deployment["securityContext"]["runAsNonRoot"] is True
     assert deployment["securityContext"]["allowPrivilegeEscalation"] is False
     assert deployment["port"] == 3030
-    assert deployment["dagsterApiGrpcArgs"] == ["-m", "pdm_assets.definitions"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "pdm_platform.definitions"]
 
 
 def test_user_code_values():

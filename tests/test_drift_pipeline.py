@@ -14,11 +14,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pdm_assets import definitions
 from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
 from pdm_core.feed import FeedConfig, batch_frame
 from pdm_core.landing import batch_id, write_batch
+from pdm_platform import definitions
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.telemetry_source import TelemetrySource
 from tests.pipeline_resources import local_resources

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pdm_assets.rollback import rollback, versions
+from pdm_platform.rollback import rollback, versions
 from pdm_resources.mlflow_tracking import CHAMPION, FLEET_MODEL, MlflowTracking
 from tests.services import postgres_server
 

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pdm_assets.drift_demo import stop_process_group
+from pdm_platform.drift_demo import stop_process_group
 from pdm_resources.mlflow_tracking import CHAMPION, MlflowTracking
 from tests.services import free_port, moto_s3_server, postgres_server
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pdm_assets import definitions
 from pdm_assets.ingestion import LANDED
 from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
-from pdm_assets.rollback import main as rollback_main
-from pdm_assets.rollback import rollback
+from pdm_platform import definitions
+from pdm_platform.rollback import main as rollback_main
+from pdm_platform.rollback import rollback
 from pdm_resources.mlflow_tracking import CHAMPION, FLEET_MODEL, MlflowTracking
 from pdm_resources.telemetry_source import TelemetrySource
 from tests.pipeline_resources import local_resources

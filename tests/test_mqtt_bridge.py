@@ -27,7 +27,7 @@ from pdm_core.landing import (
     split_against_existing,
     write_batch,
 )
-from pdm_core.mqtt_bridge import (
+from pdm_platform.mqtt_bridge import (
     BridgeConfig,
     batch_name,
     parse_payload,
@@ -175,14 +175,14 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path
 
 
 class Bridge:
-    """The bridge as a subprocess (``python -m pdm_core.mqtt_bridge``), stderr to a file."""
+    """The bridge as a subprocess (``python -m pdm_platform.cli.mqtt_bridge``), stderr to a file."""
 
     def __init__(self, address: tuple[str, int], root: Path, name: str, *options: str) -> None:
         self.log = root / f"{name}.log"
         self.out = root / f"{name}.out"
         self.landing, self.quarantine = root / "incoming", root / "quarantine"
         command = [
-            sys.executable, "-m", "pdm_core.mqtt_bridge",
+            sys.executable, "-m", "pdm_platform.cli.mqtt_bridge",
             "--host", address[0], "--port", str(address[1]),
             "--landing-dir", str(self.landing), "--quarantine-dir", str(self.quarantine),
             "--client-id", "test-bridge", "--max-seconds", "60", *options,

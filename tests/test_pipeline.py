@@ -57,7 +57,7 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
 
 def test_definitions_load_without_heavy_imports(tmp_path: Path) -> None:
     code = (
-        "import sys; from pdm_assets.definitions import defs; "
+        "import sys; from pdm_platform.definitions import defs; "
         "keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}; "
         "print(sorted(keys)); "
         "heavy = ('tensorflow', 'evidently', 'mlflow', 'bentoml'); "

@@ -292,7 +292,7 @@ def test_code_location_resolves_every_job(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PDM_ENV", "local")  # importable without cloud settings
     for name in ("PDM_LANDING_S3_BUCKET", "MLFLOW_TRACKING_URI", "PDM_MLFLOW_ARTIFACTS"):
         monkeypatch.delenv(name, raising=False)
-    from pdm_assets.definitions import defs
+    from pdm_platform.definitions import defs
 
     names = ["full_pipeline", "ingest_telemetry", "retrain", "drift_check", "simulate_feed"]
     for name in names:

@@ -18,12 +18,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pdm_assets import definitions
 from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
 from pdm_core.alerts import Alert
 from pdm_core.feed import FeedConfig, batch_frame
 from pdm_core.landing import batch_id
+from pdm_platform import definitions
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.environment import build_resources
 from pdm_resources.s3_alerts import S3AlertSink

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from pdm_assets.drift_demo import stop_process_group
+from pdm_platform.drift_demo import stop_process_group
 from tests.walkthrough_checks import check_for
 
 pytestmark = pytest.mark.slow

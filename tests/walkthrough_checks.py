@@ -25,7 +25,7 @@ from pdm_resources.mlflow_tracking import MlflowTracking
 
 def check_demo(output: str, home: Path) -> None:
     """``make demo`` on the simulator materialised every asset and persisted its state."""
-    from pdm_assets.definitions import defs
+    from pdm_platform.definitions import defs
 
     total = len(list(defs.resolve_all_asset_keys())) - 1  # all but the per-batch ingestion
     assert f"{total}/{total} materialised" in output, output[-3000:]

@@ -17,7 +17,6 @@ from pdm_core.features import (
     fit_feature_state,
     normalize,
 )
-from pdm_core.features_reference import reference_features
 from pdm_core.simulator import (
     NEW_REGIME,
     SENSORS,
@@ -26,6 +25,7 @@ from pdm_core.simulator import (
     dataset_info,
     simulate,
 )
+from tests.features_reference import reference_features
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.PerformanceWarning")
 

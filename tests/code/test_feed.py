@@ -21,7 +21,6 @@ from pdm_core.feed import (
     run_feed,
     sensor_sd,
 )
-from pdm_core.feed_cli import main
 from pdm_core.landing import LandingContract, read_landed_file
 from pdm_core.simulator import (
     NEW_REGIME,
@@ -31,6 +30,7 @@ from pdm_core.simulator import (
     dataset_info,
     simulate,
 )
+from pdm_platform.cli.feed import main
 
 # Small fleet: 5 machines x 20 readings per batch, 4 batches per continuous segment.
 SMALL = FeedConfig(n_machines=5, steps_per_batch=20, seed=7, segment_steps=80)

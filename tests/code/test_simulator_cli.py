@@ -8,7 +8,7 @@ import pytest
 
 from pdm_core.loaders import load_mapping, load_tabular
 from pdm_core.simulator import SimulatorConfig, simulate
-from pdm_core.simulator_cli import main
+from pdm_platform.cli.simulate import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "tabular"
 

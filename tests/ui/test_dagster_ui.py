@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from pdm_assets.drift_demo import stop_process_group, wait_until
+from pdm_platform.drift_demo import stop_process_group, wait_until
 from tests.services import dagster_dev_server, free_port
 from tests.tooling import unavailable
 
@@ -210,7 +210,9 @@ def env(home: Path) -> dict[str, str]:
         "PDM_DRIFT_MIN_EFFECT": "0.35",
     }
     # What `make ui` does before `dagster dev`: the instance's dagster.yaml.
-    subprocess.run([sys.executable, "-m", "pdm_assets.instance"], env=values, cwd=REPO, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pdm_platform.instance"], env=values, cwd=REPO, check=True
+    )
     return values
 
 
@@ -219,7 +221,7 @@ def expected(env: dict[str, str]) -> dict[str, list[str]]:
     """Asset groups and the full_pipeline job's assets, read from the definitions."""
     script = (
         "import json\n"
-        "from pdm_assets.definitions import defs\n"
+        "from pdm_platform.definitions import defs\n"
         "from pdm_assets.jobs import PIPELINE_SELECTION\n"
         "groups = sorted({s.group_name for s in defs.resolve_all_asset_specs()})\n"
         "keys = PIPELINE_SELECTION.resolve(defs.resolve_asset_graph())\n"

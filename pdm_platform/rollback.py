@@ -2,8 +2,8 @@
 
 Usage (``make rollback VERSION=3`` runs the second form)::
 
-    python -m pdm_assets.rollback --list
-    python -m pdm_assets.rollback --to 3
+    python -m pdm_platform.rollback --list
+    python -m pdm_platform.rollback --to 3
 """
 
 from __future__ import annotations

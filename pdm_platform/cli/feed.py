@@ -21,6 +21,7 @@ import math
 import sys
 from pathlib import Path
 
+from pdm_core import paths
 from pdm_core.simulator import SENSORS, DriftSpec
 
 
@@ -109,16 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def landing_root() -> Path:
-    """Default landing zone root: ``$PDM_LANDING_DIR``, else ``$PDM_HOME/landing``.
-
-    The same default as the pipeline's landing zone resource.
-    """
-    from pdm_resources import paths
-
-    return paths.landing_dir()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fleet-feed``."""
     from pdm_core.feed import FeedConfig, next_batch, run_feed
@@ -132,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.drift_from_batch is not None and not any_drift:
         parser.error("--drift-from-batch needs a drift flag (--bias, --noise-scale, ...)")
-    root = Path(args.landing_dir or landing_root()).expanduser()
+    root = Path(args.landing_dir or paths.landing_dir()).expanduser()
     incoming = root / "incoming"
     try:
         first = next_batch(root)

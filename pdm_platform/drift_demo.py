@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pdm_assets.instance import ensure_instance
 from pdm_assets.metadata import metadata_value
-from pdm_resources import paths
+from pdm_core import paths
+from pdm_platform.instance import ensure_instance
 
 RUN_DONE = ("SUCCESS", "FAILURE", "CANCELED")
 DRIFT_SENSOR = "drift_retrain_sensor"
@@ -123,9 +123,9 @@ def start_daemon(log: Path, ui_port: int | None = None) -> subprocess.Popen:
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
-    command = [str(bin_dir / "dagster-daemon"), "run", "-m", "pdm_assets.definitions"]
+    command = [str(bin_dir / "dagster-daemon"), "run", "-m", "pdm_platform.definitions"]
     if ui_port is not None:
-        command = [str(bin_dir / "dagster"), "dev", "-m", "pdm_assets.definitions",
+        command = [str(bin_dir / "dagster"), "dev", "-m", "pdm_platform.definitions",
                    "-h", "127.0.0.1", "-p", str(ui_port)]  # fmt: skip
     handle = open(log, "ab")  # noqa: SIM115 - kept open for the daemon's lifetime
     return subprocess.Popen(
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         clock = DemoClock(instance)
         if instance.get_latest_materialization_event(dg.AssetKey("champion_model")) is None:
             _say("no champion yet: running the make demo pipeline first")
-            from pdm_assets import demo
+            from pdm_platform import demo
 
             if demo.main() != 0:
                 return 1

@@ -1,6 +1,6 @@
 """Headless demo: materialise every asset of the definitions and print a summary.
 
-Run by ``make demo`` (``python -m pdm_assets.demo``). The run is recorded in the Dagster
+Run by ``make demo`` (``python -m pdm_platform.demo``). The run is recorded in the Dagster
 instance under ``$PDM_HOME/dagster``, so ``make ui`` shows it afterwards.
 """
 
@@ -11,7 +11,7 @@ import time
 import warnings
 from typing import Any
 
-from pdm_assets.instance import ensure_instance
+from pdm_platform.instance import ensure_instance
 
 
 def summarize(result: Any, expected: set[str], source: str, elapsed: float) -> tuple[str, bool]:
@@ -28,7 +28,7 @@ def summarize(result: Any, expected: set[str], source: str, elapsed: float) -> t
         check failed.
     """
     from pdm_assets.metadata import metadata_value as _value
-    from pdm_resources import paths
+    from pdm_core import paths
 
     materialized = {
         e.asset_key.to_user_string(): e.materialization.metadata
@@ -82,13 +82,12 @@ def main() -> int:
     ensure_instance()
     import dagster as dg
 
-    from pdm_assets.definitions import defs
-    from pdm_assets.ingestion import LANDED
-    from pdm_assets.jobs import FULL_PIPELINE
+    from pdm_core.names import FULL_PIPELINE_JOB, LANDED_TELEMETRY
+    from pdm_platform.definitions import defs
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    job = defs.resolve_job_def(FULL_PIPELINE)
-    expected = {key.to_user_string() for key in defs.resolve_all_asset_keys()} - {LANDED}
+    job = defs.resolve_job_def(FULL_PIPELINE_JOB)
+    expected = {key.to_user_string() for key in defs.resolve_all_asset_keys()} - {LANDED_TELEMETRY}
     from pdm_resources.telemetry_source import TelemetrySource
 
     source = TelemetrySource.from_env().describe()

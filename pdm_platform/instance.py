@@ -1,13 +1,13 @@
-"""Prepares the Dagster instance under ``$PDM_HOME`` (``python -m pdm_assets.instance``)."""
+"""Prepares the Dagster instance under ``$PDM_HOME`` (``python -m pdm_platform.instance``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from pdm_resources import paths
+from pdm_core import paths
 
-MARKER = "# Written by pdm_assets.instance"
+MARKER = "# Written by pdm_platform.instance"
 DAGSTER_YAML = f"""\
 {MARKER}; the embedded default keeps runs in SQLite here.
 telemetry:

@@ -1,0 +1,29 @@
+"""Names that the asset graph, its sensors and the programs around it must agree on.
+
+The sensors and schedules do not import the asset modules (data flows one way: see the
+README's layout), so the asset keys, partition sets, jobs and checks they refer to are named
+here once and used by both sides. Asset keys are also the table names in the warehouse
+(schema ``pdm``).
+"""
+
+from __future__ import annotations
+
+# Asset keys (and warehouse tables) referred to outside their own module.
+LANDED_TELEMETRY = "landed_telemetry"
+DRIFT_REPORT = "drift_report"
+TRAINING_SET = "training_set"
+FLEET_MODEL_CANDIDATE = "fleet_model_candidate"
+CHAMPION_MODEL = "champion_model"
+
+TELEMETRY_BATCHES = "telemetry_batches"
+"""Dynamic partition set of :data:`LANDED_TELEMETRY`: one partition per landed file."""
+
+PROMOTION_GATE = "not_worse_than_champion"
+"""The blocking asset check on :data:`FLEET_MODEL_CANDIDATE` that stops a worse model."""
+
+# Jobs.
+FULL_PIPELINE_JOB = "full_pipeline"
+INGEST_JOB = "ingest_telemetry"
+RETRAIN_JOB = "retrain"
+DRIFT_CHECK_JOB = "drift_check"
+SIMULATE_FEED_JOB = "simulate_feed"

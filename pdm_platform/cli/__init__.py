@@ -1,0 +1,1 @@
+"""Console scripts: ``fleet-feed``, ``fleet-simulate`` and ``fleet-mqtt-bridge``."""
