@@ -50,19 +50,32 @@ def import_bundle(bundle: Path, tag: str, metadata: dict[str, Any]) -> Any:
     return bentoml.models.get(tag)
 
 
-def build_bento(model_tag: str, labels: dict[str, str]) -> Any:
-    """Builds a Bento from the bentofile, its model pinned to ``model_tag``.
+def pinned_bentofile(model_tag: str) -> dict[str, Any]:
+    """The bentofile's build configuration, its model pinned to ``model_tag``.
 
     The bentofile names ``pdm-fleet-model:latest``; after a rollback "latest" is not the
-    champion, so the build reads a copy that names the exact tag.
+    champion, so the build names the exact tag. The service's pins are passed inline as
+    ``python.packages`` (read from the bentofile's ``requirements_txt``, the one list a test
+    compares with ``uv.lock``): BentoML refuses a requirements file whose absolute path has a
+    folder starting with a dot, so a clone under ``~/.cache/`` could not build otherwise.
     """
-    import bentoml
-
     config = yaml.safe_load(BENTOFILE.read_text())
     config["models"] = [model_tag]
+    python = config.setdefault("python", {})
+    requirements = python.pop("requirements_txt", None)
+    if requirements:
+        lines = (paths.REPO_ROOT / requirements).read_text().splitlines()
+        python["packages"] = [s for line in lines if (s := line.split("#")[0].strip())]
+    return config
+
+
+def build_bento(model_tag: str, labels: dict[str, str]) -> Any:
+    """Builds a Bento from the bentofile (see :func:`pinned_bentofile`)."""
+    import bentoml
+
     with tempfile.TemporaryDirectory() as tmp:
         pinned = Path(tmp) / "bentofile.yaml"
-        pinned.write_text(yaml.safe_dump(config, sort_keys=False))
+        pinned.write_text(yaml.safe_dump(pinned_bentofile(model_tag), sort_keys=False))
         return bentoml.bentos.build_bentofile(
             str(pinned), build_ctx=str(paths.REPO_ROOT), labels=labels
         )

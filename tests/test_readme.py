@@ -263,7 +263,13 @@ def _clean_env(clone: Path) -> dict[str, str]:
 
 
 def _clone(target: Path) -> Path:
-    """A ``git clone`` of HEAD, with a ``shared`` link beside it; optionally the work tree."""
+    """A ``git clone`` of HEAD, with a ``shared`` link beside it; optionally the work tree.
+
+    The clone lies under a folder whose name starts with a dot (as under ``~/.cache/``): the
+    project must work wherever it is cloned.
+    """
+    target = target / ".cache"
+    target.mkdir()
     clone = target / "repo"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     if os.environ.get("PDM_README_WORKTREE") == "1":
