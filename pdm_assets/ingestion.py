@@ -28,7 +28,7 @@ from pdm_core.landing import (
     read_landed_file,
     split_against_existing,
 )
-from pdm_core.names import LANDED_TELEMETRY, TELEMETRY_BATCHES
+from pdm_core.names import INGESTION_GROUP, LANDED_TELEMETRY, TELEMETRY_BATCHES
 from pdm_resources.landing_zone import LandingZone
 from pdm_resources.telemetry_source import TelemetrySource
 from pdm_resources.warehouse import Warehouse
@@ -85,7 +85,7 @@ def conflict_rejects(source: str, conflicts: pd.DataFrame) -> pd.DataFrame:
 @dg.asset(
     name=LANDED,
     partitions_def=telemetry_batches,
-    group_name="telemetry",
+    group_name=INGESTION_GROUP,
     kinds={"duckdb"},
     check_specs=[
         dg.AssetCheckSpec(

@@ -9,7 +9,7 @@ from pdm_core.names import (
     DRIFT_REPORT,
     FULL_PIPELINE_JOB,
     INGEST_JOB,
-    LANDED_TELEMETRY,
+    INGESTION_GROUP,
     RETRAIN_JOB,
 )
 
@@ -20,10 +20,14 @@ already stored, and trainings write the same tables and move the same champion a
 INGESTION_RUNS = {SERIAL_TAG: "ingestion"}
 TRAINING_RUNS = {SERIAL_TAG: "training"}
 
-_landed = dg.AssetSelection.assets(LANDED_TELEMETRY)
+_per_batch = dg.AssetSelection.groups(INGESTION_GROUP)
 _training = dg.AssetSelection.assets("raw_telemetry", "dataset_info").downstream()
-PIPELINE_SELECTION = dg.AssetSelection.all() - _landed
-"""Every asset but the per-batch ingestion (which needs a partition key)."""
+PIPELINE_SELECTION = dg.AssetSelection.all() - _per_batch
+"""Every asset but the per-batch ones (group ``ingestion``: each run needs a partition key).
+
+This is what **Materialize all** on the ``full_pipeline`` job's page launches: one run, on a
+fresh home and after batches have landed alike (the global lineage's button would select the
+partitioned assets too and open a backfill)."""
 
 full_pipeline_job = dg.define_asset_job(
     FULL_PIPELINE_JOB,
@@ -34,7 +38,7 @@ full_pipeline_job = dg.define_asset_job(
 )
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
-    selection=_landed | dg.AssetSelection.assets(DRIFT_REPORT),
+    selection=_per_batch | dg.AssetSelection.assets(DRIFT_REPORT),
     tags=INGESTION_RUNS,
     description="Ingests one landed batch (partition) and refreshes the drift report.",
 )

@@ -15,6 +15,9 @@ TRAINING_SET = "training_set"
 FLEET_MODEL_CANDIDATE = "fleet_model_candidate"
 CHAMPION_MODEL = "champion_model"
 
+INGESTION_GROUP = "ingestion"
+"""Asset group of every per-batch (partitioned) asset; the ``full_pipeline`` job is the rest."""
+
 TELEMETRY_BATCHES = "telemetry_batches"
 """Dynamic partition set of :data:`LANDED_TELEMETRY`: one partition per landed file."""
 

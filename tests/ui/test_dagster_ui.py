@@ -5,10 +5,13 @@ One fresh ``PDM_HOME`` (a 16-machine simulator fleet, as in the README walkthrou
 In order:
 
 1. the global asset lineage shows every asset group of the definitions;
-2. ``full_pipeline`` is launched with its **Materialize all** button and the run succeeds;
+2. ``full_pipeline`` is launched with its **Materialize all** button (what the README tells a
+   user to click) and the run succeeds;
 3. ``model_evaluation``'s ``plots`` metadata opens and its PNG plots are drawn;
 4. a simulated batch lands (``fleet-feed``), the landing-zone sensor ingests it, and the Evidently
    report linked from ``drift_report`` renders its columns;
+   then the same **Materialize all** still launches one run (terminated at once: it is the
+   launch that is tested, not a second training);
 5. ``mlflow ui`` (as ``make mlflow-ui`` starts it) lists ``pdm-fleet-model`` with its champion and
    the ``pdm-platform`` experiment.
 
@@ -266,6 +269,29 @@ def page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
+def launch_full_pipeline(page: Any, dagster_url: str) -> str:
+    """Clicks what the README says (Jobs, ``full_pipeline``, **Materialize all**); the run id."""
+    page.goto(f"{dagster_url}/jobs", wait_until="domcontentloaded")
+    skip_community_dialog(page)
+    page.get_by_role("link", name="full_pipeline").first.click()
+    page.wait_for_url(re.compile(r".*/jobs/full_pipeline.*"))
+    page.locator("button", has_text=re.compile(r"^Materialize all$")).first.click()
+    # landed_telemetry (per-batch ingestion) is upstream of drift_report but not in the job:
+    # before any batch has landed the UI asks to confirm (the first drift report then says
+    # "no landed telemetry yet").
+    confirm = page.get_by_role("button", name="Confirm")
+    try:
+        confirm.wait_for(state="visible", timeout=10_000)
+        confirm.click()
+    except Exception:
+        pass  # nothing to confirm once landed_telemetry has materialisations
+    toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+    short = re.search(r"[0-9a-f]{8}", toast.first.inner_text()).group(0)
+    launched = [r for r in runs(dagster_url, "full_pipeline") if r["runId"].startswith(short)]
+    assert len(launched) == 1, f"run {short} not found in /graphql"
+    return str(launched[0]["runId"])
+
+
 @pytest.fixture(scope="module")
 def full_run(browser: Any, dagster_url: str, shots: Shots) -> str:
     """Launches ``full_pipeline`` from its job page in the UI; returns the run id once done."""
@@ -274,24 +300,7 @@ def full_run(browser: Any, dagster_url: str, shots: Shots) -> str:
     page = context.new_page()
     try:
         with shots.step(page, "launch-full-pipeline"):
-            page.goto(f"{dagster_url}/jobs", wait_until="domcontentloaded")
-            skip_community_dialog(page)
-            page.get_by_role("link", name="full_pipeline").first.click()
-            page.wait_for_url(re.compile(r".*/jobs/full_pipeline.*"))
-            page.locator("button", has_text=re.compile(r"^Materialize all$")).first.click()
-            # landed_telemetry (per-batch ingestion) is upstream of drift_report but not in
-            # the job: the UI asks to confirm; a first run reports "no landed telemetry yet".
-            confirm = page.get_by_role("button", name="Confirm")
-            try:
-                confirm.wait_for(state="visible", timeout=10_000)
-                confirm.click()
-            except Exception:
-                pass  # nothing to confirm once landed_telemetry has materialisations
-            toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
-            short = re.search(r"[0-9a-f]{8}", toast.first.inner_text()).group(0)
-        launched = [r for r in runs(dagster_url, "full_pipeline") if r["runId"].startswith(short)]
-        assert len(launched) == 1, f"run {short} not found in /graphql"
-        run_id = launched[0]["runId"]
+            run_id = launch_full_pipeline(page, dagster_url)
 
         def finished() -> dict[str, Any] | None:
             found = graphql(dagster_url, RUN_QUERY, {"runId": run_id})["runOrError"]
@@ -412,6 +421,39 @@ def test_drift_report_of_a_landed_batch_renders(
             page.get_by_text(f"{sensor}__z", exact=True).first.wait_for(state="visible")
         assert page.get_by_text("K-S p_value").count() >= 1
         shots.save(page, "drift-report")
+
+
+ASSET_PARTITIONS = """
+query Partitions($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode { partitionKeysByDimension { name partitionKeys } }
+  }
+}
+"""
+TERMINATE = """
+mutation($runId: String!) {
+  terminateRun(runId: $runId) { __typename }
+}
+"""
+
+
+def test_materialize_all_still_launches_one_run_after_batches_landed(
+    page: Any, dagster_url: str, full_run: str, shots: Shots
+) -> None:
+    landed = graphql(dagster_url, ASSET_PARTITIONS, {"key": {"path": ["landed_telemetry"]}})
+    assert landed["assetNodeOrError"]["partitionKeysByDimension"][0]["partitionKeys"], landed
+    with shots.step(page, "launch-after-batches"):
+        run_id = launch_full_pipeline(page, dagster_url)
+    assert run_id != full_run
+    answer = graphql(dagster_url, TERMINATE, {"runId": run_id})["terminateRun"]
+    assert answer["__typename"] == "TerminateRunSuccess", answer
+
+    def ended() -> dict[str, Any] | None:
+        found = graphql(dagster_url, RUN_QUERY, {"runId": run_id})["runOrError"]
+        return found if found.get("status") in RUN_DONE else None
+
+    assert wait_until(f"run {run_id} to stop", ended, timeout=300, every=2)["status"] in RUN_DONE
 
 
 @pytest.fixture(scope="module")

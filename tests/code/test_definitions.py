@@ -1,0 +1,29 @@
+"""How the definitions present the graph: what the jobs select and where partitioned assets go."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pdm_assets.jobs import PIPELINE_SELECTION
+from pdm_core.names import FULL_PIPELINE_JOB, INGESTION_GROUP
+from pdm_platform.definitions import defs
+
+
+def test_every_partitioned_asset_is_in_the_ingestion_group() -> None:
+    partitioned = {
+        spec.key.to_user_string(): spec.group_name
+        for spec in defs.resolve_all_asset_specs()
+        if spec.partitions_def is not None
+    }
+    assert partitioned, "expected at least the per-batch landed_telemetry"
+    assert set(partitioned.values()) == {INGESTION_GROUP}, partitioned
+
+
+def test_full_pipeline_is_every_unpartitioned_asset() -> None:
+    graph = defs.resolve_asset_graph()
+    specs = list(defs.resolve_all_asset_specs())
+    unpartitioned = {s.key for s in specs if s.partitions_def is None}
+    assert PIPELINE_SELECTION.resolve(graph) == unpartitioned
+    job = defs.resolve_job_def(FULL_PIPELINE_JOB)
+    assert not job.partitions_def, "one run, no partition dialog"
+    assert isinstance(job, dg.JobDefinition)
