@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -24,9 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report_block import write_block  # noqa: E402
 
-START = "<!-- bench:cmapss:{subset}:start -->"
-END = "<!-- bench:cmapss:{subset}:end -->"
 TRAINING_STEPS = (
     "risk_classifier_keras",
     "risk_classifier_sklearn",
@@ -99,7 +97,6 @@ def main() -> None:
         print(f"seed {seed}: wall {wall:.0f}s", {n: r["test"] for n, r in evaluation.items()})
 
     lines = [
-        START.format(subset=args.subset),
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python benchmarks/bench_cmapss.py"
         f" --subset {args.subset} --seeds {' '.join(map(str, args.seeds))}` on {os.cpu_count()}"
         " CPU cores (no GPU). Whole asset graph per seed, default hyperparameters. RUL scored at"
@@ -125,17 +122,14 @@ def main() -> None:
         f"Whole graph per seed (load, features, {len(TRAINING_STEPS)} candidates, evaluation, "
         f"promotion, fleet health): {summarise(walls)} s. Means ± sample standard deviation over "
         f"{len(args.seeds)} seeds.",
-        END.format(subset=args.subset),
     ]
     report = "\n".join(lines)
     print(report)
     if args.update:
-        text = args.update.read_text() if args.update.exists() else "# Benchmarks\n"
-        start, end = START.format(subset=args.subset), END.format(subset=args.subset)
-        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-        found = pattern.search(text)
-        text = pattern.sub(report, text) if found else text.rstrip() + "\n\n" + report
-        args.update.write_text(text.rstrip() + "\n")
+        write_block(
+            args.update, f"cmapss:{args.subset}", report,
+            heading=f"## Model quality on NASA C-MAPSS {args.subset}",
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import argparse
 import gc
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -49,6 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_features import cpu_model  # noqa: E402 (same folder: run as a script)
 
+from benchmarks.report_block import write_block  # noqa: E402
 from pdm_core.drift import DriftSettings, ks_drift  # noqa: E402
 from pdm_core.drift_inputs import (  # noqa: E402
     current_features,
@@ -68,9 +68,8 @@ from pdm_core.training_set import build_training_set  # noqa: E402
 from pdm_resources.drift_policy import DriftPolicy  # noqa: E402
 from sensors_schedules.drift_sensor import decide_retrain  # noqa: E402
 
-MARK = "bench:drift"
-START, END = f"<!-- {MARK}:start -->", f"<!-- {MARK}:end -->"
-HEADING = "## Drift detection (make bench-drift)"
+BLOCK = "drift"
+HEADING = "## Drift detection"
 INTRO = """\
 `make bench-drift` builds the champion's drift reference exactly as the pipeline does for the
 default simulator source and judges simulator feed batches (40 machines x 50 readings each) as
@@ -375,18 +374,6 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def update(path: Path, text: str) -> None:
-    """Replaces the marked drift section of the markdown file, or appends it with its heading."""
-    content = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{text}\n{END}"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(content):
-        content = pattern.sub(lambda _: block, content)
-    else:
-        content = content.rstrip() + f"\n\n{HEADING}\n\n{INTRO}\n\n{block}\n"
-    path.write_text(content.rstrip() + "\n")
-
-
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -408,7 +395,7 @@ def main() -> None:
     report = run(args)
     print(report)
     if args.update:
-        update(args.update, report)
+        write_block(args.update, BLOCK, report, heading=f"{HEADING}\n\n{INTRO}")
         print(f"updated {args.update}")
 
 

@@ -15,7 +15,6 @@ import argparse
 import gc
 import os
 import platform
-import re
 import resource
 import statistics
 import sys
@@ -30,11 +29,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report_block import write_block  # noqa: E402
 from pdm_core.features import compute_features, fit_feature_state  # noqa: E402
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate  # noqa: E402
 from tests.features_reference import reference_features  # noqa: E402
 
-START, END = "<!-- bench:features:start -->", "<!-- bench:features:end -->"
+BLOCK = "features"
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[list[float], object]:
@@ -91,7 +91,6 @@ def run(machines: int, steps: int, fast_repeats: int, ref_repeats: int) -> str:
     )
     return "\n".join(
         [
-            START,
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` (`make bench`).",
             "",
             f"- Machine: {os.cpu_count()} cores ({cpu_model()}), "
@@ -117,17 +116,8 @@ def run(machines: int, steps: int, fast_repeats: int, ref_repeats: int) -> str:
             f"All runs, seconds: fast {[round(t, 2) for t in fast_times]}, "
             f"baseline {[round(t, 2) for t in ref_times]}, "
             f"simulator {[round(t, 2) for t in sim_times]}.",
-            END,
         ]
     )
-
-
-def update(path: Path, report: str) -> None:
-    """Replaces the features section of BENCHMARKS.md (or appends it)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    text = pattern.sub(report, text) if pattern.search(text) else text.rstrip() + "\n\n" + report
-    path.write_text(text.rstrip() + "\n")
 
 
 def main() -> None:
@@ -142,7 +132,7 @@ def main() -> None:
     report = run(args.machines, args.steps, args.repeats, args.baseline_repeats)
     print(report)
     if args.update:
-        update(args.update, report)
+        write_block(args.update, BLOCK, report, heading="## Feature throughput")
         print(f"updated {args.update}")
 
 

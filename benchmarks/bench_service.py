@@ -59,8 +59,10 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report_block import write_block  # noqa: E402
+
 BIN = Path(sys.executable).parent
-MARK = "bench:service"
+BLOCK = "service"
 SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"  # bento_service.serve: BentoML's one shared socket
 COALESCE_ENV = "PDM_SERVE_COALESCE"  # bento_service.service: /predict windows scored together
 GC_ENV = "PDM_SERVE_GC_THRESHOLDS"  # bento_service.service: a worker's gc.set_threshold
@@ -660,17 +662,6 @@ def generator_text(generator: str) -> str:
     return "a closed-loop asyncio/aiohttp client (about half a core of its own at 1,800 requests/s)"
 
 
-def update(path: Path, text: str) -> None:
-    start, end = f"<!-- {MARK}:start -->", f"<!-- {MARK}:end -->"
-    content = path.read_text()
-    if start in content:
-        head, rest = content.split(start, 1)
-        content = head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1]
-    else:
-        content += f"\n{start}\n{text}\n{end}\n"
-    path.write_text(content)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="Load per measurement.")
@@ -691,7 +682,12 @@ def main() -> None:
     text = run(args)
     print(text)
     if args.update:
-        update(args.update, text)
+        write_block(
+            args.update,
+            BLOCK,
+            text,
+            heading="## Serving: BentoML service against a FastAPI control",
+        )
 
 
 if __name__ == "__main__":
