@@ -1,0 +1,249 @@
+"""Live scoring: every newly landed reading is scored on its own window, as the service would.
+
+A landed batch rarely holds a whole window per machine (a batch may carry one reading per
+machine), so each reading's window is built from the batch plus the machine's preceding
+readings in the warehouse. The features come from :func:`pdm_core.features.compute_features`,
+the same definition training and the service use; a reading is scored only when its machine
+has at least ``window_length`` readings up to it, because the service refuses shorter windows
+(``window_too_short``) and a score from a made-up history would be a guess.
+
+Readings that cannot be scored are returned with their reason, never dropped in silence:
+
+* ``window_too_short``: fewer than ``window_length`` readings of the machine so far;
+* ``late``: the machine already has a later reading in a batch that landed before this one,
+  so the reading arrived out of order (its window would rewrite history already scored);
+* ``future_timestamp``: stamped further ahead of the ingestion time than allowed;
+* ``unscorable_values``: the model's inputs are missing or not finite for that window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pdm_core import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pdm_core.models.bundle import FleetModel
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "failure_probability",
+    "risk_level",
+    "rul",
+    "anomaly_score",
+    "anomaly_alert",
+)
+RISK_HISTORY_COLUMNS: tuple[str, ...] = (
+    "batch_id",
+    schema.MACHINE,
+    schema.CYCLE,
+    schema.TIMESTAMP,
+    *SCORE_COLUMNS,
+    "alert",
+    "model_name",
+    "model_version",
+    "scored_at",
+)
+"""One row of ``pdm.risk_history``: which model version gave which score to which reading."""
+SKIP_COLUMNS: tuple[str, ...] = (schema.MACHINE, schema.CYCLE, "reason", "detail")
+ALERT_LEVELS: tuple[str, ...] = ("HIGH", "CRITICAL")
+SKIP_REASONS: tuple[str, ...] = (
+    "window_too_short",
+    "late",
+    "future_timestamp",
+    "unscorable_values",
+)
+
+
+@dataclass(frozen=True)
+class LiveScores:
+    """The outcome of scoring one batch.
+
+    Attributes:
+        rows: One row per scored reading, columns :data:`RISK_HISTORY_COLUMNS`.
+        skipped: One row per reading that was not scored, columns :data:`SKIP_COLUMNS`.
+    """
+
+    rows: pd.DataFrame
+    skipped: pd.DataFrame
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """Count of skipped readings per reason (every reason listed, zeros included)."""
+        counts = self.skipped["reason"].value_counts()
+        return {reason: int(counts.get(reason, 0)) for reason in SKIP_REASONS}
+
+
+def _skips(frame: pd.DataFrame, reason: str, detail: pd.Series | str) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            schema.MACHINE: frame[schema.MACHINE].astype(str).to_numpy(),
+            schema.CYCLE: frame[schema.CYCLE].to_numpy(dtype=np.int64),
+            "reason": reason,
+            "detail": detail if isinstance(detail, str) else detail.to_numpy(),
+        },
+        columns=list(SKIP_COLUMNS),
+    )
+
+
+def late_readings(batch: pd.DataFrame, newest_before: pd.Series) -> np.ndarray:
+    """Mask of readings at or before their machine's newest cycle in earlier batches.
+
+    Args:
+        batch: The batch's readings.
+        newest_before: Newest cycle per machine (index ``machine_id``) over the batches that
+            landed before this one.
+    """
+    newest = batch[schema.MACHINE].astype(str).map(newest_before.astype("float64"))
+    return (batch[schema.CYCLE].to_numpy(dtype=np.float64) <= newest.to_numpy()) & newest.notna()
+
+
+def future_readings(batch: pd.DataFrame, now: pd.Timestamp, tolerance: pd.Timedelta) -> np.ndarray:
+    """Mask of readings stamped more than ``tolerance`` after ``now`` (missing stamps pass)."""
+    import pandas as pd
+
+    if schema.TIMESTAMP not in batch.columns:
+        return np.zeros(len(batch), dtype=bool)
+    stamps = pd.to_datetime(batch[schema.TIMESTAMP])
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    limit = (now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now) + tolerance
+    return (stamps > limit).fillna(False).to_numpy(dtype=bool)
+
+
+def window_input(batch: pd.DataFrame, history: pd.DataFrame, window_length: int) -> pd.DataFrame:
+    """The batch's readings with, per machine, the readings that precede them.
+
+    Args:
+        batch: Readings to score.
+        history: Earlier readings of the same machines (other batches); any number of rows,
+            only the ``window_length - 1`` before each machine's first new cycle are kept.
+        window_length: The model's longest feature window.
+
+    Returns:
+        Canonical rows sorted by machine and cycle, with a boolean column ``_new`` that marks
+        the batch's own readings and ``_position`` that counts each machine's readings from 1.
+    """
+    import pandas as pd
+
+    first_new = batch.groupby(schema.MACHINE, observed=True)[schema.CYCLE].min()
+    earlier = history[history[schema.MACHINE].isin(first_new.index)]
+    if not earlier.empty:
+        start = earlier[schema.MACHINE].map(first_new)
+        earlier = earlier[earlier[schema.CYCLE] < start]
+    earlier = earlier.sort_values([schema.MACHINE, schema.CYCLE], kind="stable")
+    counts = earlier.groupby(schema.MACHINE, observed=True).size()
+    kept = earlier.groupby(schema.MACHINE, observed=True).tail(max(window_length - 1, 0))
+    columns = [c for c in batch.columns if c in kept.columns or kept.empty]
+    frame = pd.concat(
+        [kept[columns].assign(_new=False), batch[columns].assign(_new=True)], ignore_index=True
+    ).sort_values([schema.MACHINE, schema.CYCLE], kind="stable", ignore_index=True)
+    # _position: the reading's rank among all the machine's readings (older ones included).
+    dropped = frame[schema.MACHINE].map(counts - kept.groupby(schema.MACHINE, observed=True).size())
+    dropped = dropped.fillna(0)
+    frame["_position"] = frame.groupby(schema.MACHINE, observed=True).cumcount() + 1 + dropped
+    return frame
+
+
+def score_batch(
+    model: FleetModel,
+    batch: pd.DataFrame,
+    history: pd.DataFrame,
+    *,
+    batch_id: str,
+    model_name: str,
+    model_version: str,
+    newest_before: pd.Series,
+    now: pd.Timestamp,
+    future_tolerance: pd.Timedelta,
+) -> LiveScores:
+    """Scores every reading of ``batch`` that can be scored; says why for every other one.
+
+    Args:
+        model: The champion.
+        batch: The batch's stored readings (canonical columns).
+        history: The same machines' readings from other batches.
+        batch_id: Partition key written into every row.
+        model_name: Registered model name written into every row.
+        model_version: Champion version written into every row.
+        newest_before: Newest cycle per machine over batches that landed before this one.
+        now: Scoring time (also the reference for ``future_timestamp``).
+        future_tolerance: How far ahead of ``now`` a timestamp may be.
+    """
+    import pandas as pd
+
+    from pdm_core.features import compute_features
+
+    state = model.feature_state
+    late = late_readings(batch, newest_before)
+    future = future_readings(batch, now, future_tolerance) & ~late
+    skipped = [
+        _skips(batch[late], "late", "a later reading of this machine landed earlier"),
+        _skips(batch[future], "future_timestamp", f"more than {future_tolerance} after {now}"),
+    ]
+    usable = batch[~(late | future)]
+    frame = window_input(usable, history, state.window_length)
+    numeric = list(state.sensors) + (
+        [schema.TIME_SINCE_MAINTENANCE] if state.use_time_since_maintenance else []
+    )
+    values = frame[numeric].to_numpy(dtype=np.float64)
+    bad = pd.Series(~np.isfinite(values).all(axis=1), index=frame.index, dtype=float)
+    # A missing or non-finite value spoils every window that contains it, and only those.
+    spoiled = (
+        bad.groupby(frame[schema.MACHINE].to_numpy(), sort=False)
+        .transform(lambda b: b.rolling(state.window_length, min_periods=1).max())
+        .to_numpy(dtype=bool)
+    )
+    new = frame["_new"].to_numpy(dtype=bool)
+    short = frame["_position"].to_numpy() < state.window_length
+    need = f"the model needs {state.window_length}"
+    skipped.append(
+        _skips(
+            frame[new & short],
+            "window_too_short",
+            frame.loc[new & short, "_position"].map(
+                lambda n: f"{int(n)} reading(s) so far, {need}"
+            ),
+        )
+    )
+    unscorable = new & ~short & spoiled
+    skipped.append(
+        _skips(frame[unscorable], "unscorable_values", "a model input in its window is missing")
+    )
+    scorable = new & ~short & ~spoiled
+    rows = pd.DataFrame(columns=list(RISK_HISTORY_COLUMNS))
+    if scorable.any():
+        # Filled values only reach windows that are already excluded above.
+        filled = frame.drop(columns=["_new", "_position"])
+        filled[numeric] = np.where(np.isfinite(values), values, 0.0)
+        keys = pd.MultiIndex.from_frame(filled[[schema.MACHINE, schema.CYCLE]])
+        features = compute_features(filled, state).set_index([schema.MACHINE, schema.CYCLE])
+        chosen = features.reindex(keys)[scorable].reset_index()
+        scored = model.predict(chosen)
+        rows = pd.DataFrame(
+            {
+                "batch_id": batch_id,
+                schema.MACHINE: chosen[schema.MACHINE].astype(str).to_numpy(),
+                schema.CYCLE: chosen[schema.CYCLE].to_numpy(dtype=np.int64),
+                schema.TIMESTAMP: _timestamps(frame[scorable]),
+                **{c: scored[c].to_numpy() for c in SCORE_COLUMNS},
+            }
+        )
+        rows["alert"] = rows["risk_level"].isin(ALERT_LEVELS) | rows["anomaly_alert"].astype(bool)
+        rows["model_name"] = model_name
+        rows["model_version"] = str(model_version)
+        rows["scored_at"] = now
+    return LiveScores(rows=rows, skipped=pd.concat(skipped, ignore_index=True))
+
+
+def _timestamps(frame: pd.DataFrame) -> np.ndarray:
+    import pandas as pd
+
+    if schema.TIMESTAMP not in frame.columns:
+        return np.full(len(frame), np.datetime64("NaT"), dtype="datetime64[ns]")
+    return pd.to_datetime(frame[schema.TIMESTAMP]).to_numpy()
