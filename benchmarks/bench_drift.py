@@ -62,11 +62,11 @@ from pdm_core.features import (  # noqa: E402
     fit_feature_state,
 )
 from pdm_core.feed import FeedConfig, feed_batches  # noqa: E402
+from pdm_core.retraining import DriftVerdict, decide_retrain  # noqa: E402
 from pdm_core.simulator import DriftSpec, SimulatorConfig, dataset_info, simulate  # noqa: E402
 from pdm_core.split import TRAIN, SplitConfig, assign_splits, split_of_rows  # noqa: E402
 from pdm_core.training_set import build_training_set  # noqa: E402
 from pdm_resources.drift_policy import DriftPolicy  # noqa: E402
-from sensors_schedules.drift_sensor import decide_retrain  # noqa: E402
 
 BLOCK = "drift"
 HEADING = "## Drift detection"
@@ -104,6 +104,7 @@ class Stream:
     """Drift results of one stream of batches, in order."""
 
     shares: list[float] = field(default_factory=list)
+    verdicts: list[DriftVerdict] = field(default_factory=list)
     statistics: list[np.ndarray] = field(default_factory=list)
     drifted: list[list[str]] = field(default_factory=list)
     unseen: list[float] = field(default_factory=list)
@@ -150,23 +151,26 @@ def judge(
         stream.drifted.append(result.drifted_features)
         stream.unseen.append(float(1.0 - current["regime_known"].mean()))
         now = number * minutes_per_batch * 60.0
-        decision = decide_retrain(
-            result.drift_share, result.n_checked, policy.threshold, now, last_triggered,
-            policy.cooldown_minutes,
-        )  # fmt: skip
+        verdict = DriftVerdict(
+            result.dataset_drift, result.drift_share, policy.threshold, result.n_checked
+        )
+        stream.verdicts.append(verdict)
+        decision = decide_retrain(verdict, now, last_triggered, policy.cooldown_minutes)
         if decision.retrain:
             last_triggered = now
             stream.triggers.append(number)
     return stream
 
 
-def count_triggers(shares: list[float], policy: DriftPolicy, minutes_per_batch: float) -> int:
-    """Retrain triggers of ``decide_retrain`` over a sequence of shares on another clock."""
+def count_triggers(
+    verdicts: list[DriftVerdict], policy: DriftPolicy, minutes_per_batch: float
+) -> int:
+    """Retrain triggers of ``decide_retrain`` over a sequence of verdicts on another clock."""
     last: float | None = None
     count = 0
-    for number, share in enumerate(shares):
+    for number, verdict in enumerate(verdicts):
         now = number * minutes_per_batch * 60.0
-        decision = decide_retrain(share, 1, policy.threshold, now, last, policy.cooldown_minutes)
+        decision = decide_retrain(verdict, now, last, policy.cooldown_minutes)
         if decision.retrain:
             last, count = now, count + 1
     return count
@@ -217,7 +221,7 @@ def stationary_section(
         + (f" (batches {stream.triggers[:10]})" if stream.triggers else "")
         + " |",
         f"| retrain triggers if a batch landed every {alt_minutes:g} min (cooldown binds) | "
-        f"{count_triggers(stream.shares, policy, alt_minutes)} |",
+        f"{count_triggers(stream.verdicts, policy, alt_minutes)} |",
         f"| batches with at least one drifted feature | {one_feature} |",
         f"| drift share: median / max | {np.median(shares):.2f} / {shares.max():.2f} |",
         f"| KS D, all {d.size} feature-batches: median / p99 / max | "

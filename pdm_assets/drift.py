@@ -15,54 +15,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from pdm_assets.ingestion import LANDED, TABLE, table_exists
 from pdm_assets.metadata import check_result, markdown_table
 from pdm_core import schema
-from pdm_core.names import CHAMPION_MODEL, DRIFT_REPORT
+from pdm_core.names import CHAMPION_MODEL, DRIFT_REPORT, LANDED_TELEMETRY
 from pdm_resources.artifacts import ArtifactStore
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.mlflow_tracking import MlflowTracking
 from pdm_resources.warehouse import Warehouse
-
-
-def recent_readings(connection, batches: int) -> tuple[pd.DataFrame, list[str]]:  # type: ignore[no-untyped-def]
-    """Readings of the ``batches`` most recently ingested batches, and their ids (newest first)."""
-    if not table_exists(connection):
-        return pd.DataFrame(), []
-    ids = [
-        row[0]
-        for row in connection.execute(
-            f"select batch_id from {TABLE} group by batch_id "
-            "order by max(ingested_at) desc, batch_id desc limit ?",
-            [batches],
-        ).fetchall()
-    ]
-    if not ids:
-        return pd.DataFrame(), []
-    frame = connection.execute(
-        f"select * from {TABLE} where batch_id in (select unnest(?)) order by machine_id, cycle",
-        [ids],
-    ).df()
-    return frame, ids
-
-
-def reference_from_training_set(
-    connection, champion_data: str | None, current_data: str, state
-) -> pd.DataFrame | None:  # type: ignore[no-untyped-def]
-    """The reference of a champion saved before models stored one (older bundles).
-
-    Only when the warehouse's ``training_set`` is the very data the champion was trained on
-    (same data version, as after a retrain that tied); otherwise None (no verdict).
-    """
-    from pdm_core.drift_inputs import monitored_features, reference_sample
-
-    if not champion_data or champion_data != current_data:
-        return None
-    if not table_exists(connection, "pdm.training_set"):
-        return None
-    columns = ", ".join(f'"{c}"' for c in [*monitored_features(state), "split"])
-    frame = connection.execute(f"select {columns} from pdm.training_set").df()
-    return reference_sample(frame, state)
 
 
 def report_version(champion_version: str, batches: list[str], policy: DriftPolicy) -> str:
@@ -74,7 +33,7 @@ def report_version(champion_version: str, batches: list[str], policy: DriftPolic
 
 @dg.asset(
     name=DRIFT_REPORT,
-    deps=[LANDED, CHAMPION_MODEL],
+    deps=[LANDED_TELEMETRY, CHAMPION_MODEL],
     group_name="monitoring",
     check_specs=[
         dg.AssetCheckSpec(
@@ -91,7 +50,6 @@ def drift_report(
     artifacts: ArtifactStore,
 ):  # type: ignore[no-untyped-def]
     """KS drift of the newest landed batches against the champion's training reference."""
-    from pdm_assets.models import training_data_version
     from pdm_assets.promotion import load_fleet_model
     from pdm_core.drift import ks_drift
     from pdm_core.drift_inputs import current_features, monitored_features
@@ -100,13 +58,8 @@ def drift_report(
     champion = str(version.version)
     state = bundle.feature_state
     columns = monitored_features(state)
-    with warehouse.get_connection() as connection:
-        recent, batches = recent_readings(connection, drift_policy.recent_batches)
-        if bundle.reference is None and not recent.empty:
-            bundle.reference = reference_from_training_set(
-                connection, bundle.info.get("data_version"), training_data_version(context),
-                state,
-            )  # fmt: skip
+    batches = warehouse.newest_batches(drift_policy.recent_batches)
+    recent = warehouse.landed_readings(batches) if batches else pd.DataFrame()
     settings = drift_policy.settings()
     data_version = report_version(champion, batches, drift_policy)
     metadata: dict[str, object] = {
@@ -114,14 +67,15 @@ def drift_report(
         "batches": dg.MetadataValue.json(batches),
         "threshold": drift_policy.threshold,
     }
+    # The verdict (dataset_drift) is ks_drift's and is recorded once, here; the check below
+    # and the drift sensor both follow it rather than comparing the share again.
     no_verdict = ""
     if recent.empty:
         no_verdict = "no landed telemetry yet"
     elif bundle.reference is None:
         no_verdict = (
-            f"champion v{champion} was saved before models stored a drift reference, and "
-            "the warehouse's training_set is no longer its training data; the next promoted "
-            "model will have one (run the retrain job)"
+            f"champion v{champion} holds no drift reference; the next promoted model will "
+            "have one (run the retrain job)"
         )
     if no_verdict:
         summary = {
@@ -129,7 +83,9 @@ def drift_report(
             "n_checked": 0, "n_drifted": 0, "dataset_drift": False,
             "threshold": drift_policy.threshold, "reason": no_verdict,
         }  # fmt: skip
-        metadata.update(drift_share=0.0, n_checked=0, n_drifted=0, reason=no_verdict)
+        metadata.update(
+            drift_share=0.0, n_checked=0, n_drifted=0, dataset_drift=False, reason=no_verdict
+        )
         context.log.warning(f"no drift verdict: {no_verdict}")
     else:
         current = current_features(recent, state)
@@ -166,7 +122,7 @@ def drift_report(
     yield dg.Output(summary, metadata=metadata, data_version=dg.DataVersion(data_version))
     share = float(summary["drift_share"])
     yield check_result(
-        "drift_share_below_threshold", share < drift_policy.threshold, round(share, 6),
+        "drift_share_below_threshold", not summary["dataset_drift"], round(share, 6),
         drift_policy.threshold, asset_key=DRIFT_REPORT,
         n_drifted=summary["n_drifted"], n_checked=summary["n_checked"],
         reason=summary.get("reason", ""),

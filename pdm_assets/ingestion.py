@@ -34,36 +34,9 @@ from pdm_resources.telemetry_source import TelemetrySource
 from pdm_resources.warehouse import Warehouse
 
 LANDED = LANDED_TELEMETRY
-TABLE = f"pdm.{LANDED}"
 INGESTED_AT = "ingested_at"
 
 telemetry_batches = dg.DynamicPartitionsDefinition(name=TELEMETRY_BATCHES)
-
-
-def table_exists(connection, table: str = TABLE) -> bool:  # type: ignore[no-untyped-def]
-    """True when ``schema.table`` exists in the warehouse."""
-    schema_name, name = table.split(".")
-    found = connection.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema_name, name],
-    ).fetchall()
-    return bool(found[0][0])
-
-
-def existing_readings(connection, batch: pd.DataFrame, exclude: str) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """Rows of other batches with the same (machine, cycle) keys as ``batch``."""
-    if not table_exists(connection) or batch.empty:
-        return pd.DataFrame()
-    keys = batch[[schema.MACHINE, schema.CYCLE]].drop_duplicates()
-    connection.register("_pdm_keys", keys)
-    try:
-        return connection.execute(
-            f"select t.* from {TABLE} t join _pdm_keys k using (machine_id, cycle) "
-            "where t.batch_id <> ?",
-            [exclude],
-        ).df()
-    finally:
-        connection.unregister("_pdm_keys")
 
 
 def conflict_rejects(source: str, conflicts: pd.DataFrame) -> pd.DataFrame:
@@ -115,11 +88,10 @@ def landed_telemetry(
             metadata={"file": name, "quarantined_to": target},
         ) from error
     rows = landed.frame
-    with warehouse.get_connection() as connection:
-        seen = existing_readings(connection, rows, exclude=batch)
-        fresh, conflicts, redelivered = split_against_existing(rows, seen, contract.numeric)
-        stored = fresh.assign(**{BATCH_ID: batch, INGESTED_AT: datetime.now(UTC)})
-        stored = stored[[*contract.table_columns(), INGESTED_AT]]
+    seen = warehouse.readings_with_keys(rows, exclude_batch=batch)
+    fresh, conflicts, redelivered = split_against_existing(rows, seen, contract.numeric)
+    stored = fresh.assign(**{BATCH_ID: batch, INGESTED_AT: datetime.now(UTC)})
+    stored = stored[[*contract.table_columns(), INGESTED_AT]]
     stored_in = warehouse.replace_partition(LANDED, BATCH_ID, batch, stored)
     rejects = pd.concat([landed.rejects, conflict_rejects(name, conflicts)])
     metadata: dict[str, object] = {

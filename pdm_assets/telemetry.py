@@ -83,20 +83,11 @@ class TrainingWindow(dg.Config):
 
 def landed_rows(warehouse: Warehouse, window: TrainingWindow) -> pd.DataFrame:
     """Rows of ``pdm.landed_telemetry`` inside the window (empty when nothing landed)."""
-    from pdm_assets.ingestion import TABLE, table_exists
-
     if not window.include_landed:
         return pd.DataFrame()
-    with warehouse.get_connection() as connection:
-        if not table_exists(connection):
-            return pd.DataFrame()
-        where = ""
-        if window.landed_batches > 0:
-            where = (
-                f"where batch_id in (select batch_id from {TABLE} group by batch_id "
-                f"order by max(ingested_at) desc, batch_id desc limit {window.landed_batches})"
-            )
-        return connection.execute(f"select * from {TABLE} {where}").df()
+    if window.landed_batches > 0:
+        return warehouse.landed_readings(warehouse.newest_batches(window.landed_batches))
+    return warehouse.landed_readings()
 
 
 @dg.multi_asset(

@@ -6,6 +6,21 @@ import os
 from typing import Literal
 
 import dagster as dg
+import pydantic
+
+from pdm_core.drift_settings import DriftSettings
+
+ENV_VARS: dict[str, str] = {
+    "threshold": "PDM_DRIFT_THRESHOLD",
+    "alpha": "PDM_DRIFT_ALPHA",
+    "correction": "PDM_DRIFT_CORRECTION",
+    "min_effect_size": "PDM_DRIFT_MIN_EFFECT",
+    "min_samples": "PDM_DRIFT_MIN_SAMPLES",
+    "recent_batches": "PDM_DRIFT_RECENT_BATCHES",
+    "cooldown_minutes": "PDM_RETRAIN_COOLDOWN_MINUTES",
+    "evidently_report": "PDM_DRIFT_EVIDENTLY",
+}
+"""The environment variable behind each setting (an unset variable keeps the default)."""
 
 
 class DriftPolicy(dg.ConfigurableResource):
@@ -25,34 +40,33 @@ class DriftPolicy(dg.ConfigurableResource):
         evidently_report: Also write Evidently's HTML drift report.
     """
 
-    threshold: float = 0.3
-    alpha: float = 0.05
-    correction: Literal["bh", "bonferroni"] = "bh"
-    min_effect_size: float = 0.2
-    min_samples: int = 200
+    # The test's defaults are DriftSettings' own, so they are written down once.
+    threshold: float = DriftSettings.threshold
+    alpha: float = DriftSettings.alpha
+    correction: Literal["bh", "bonferroni"] = DriftSettings.correction
+    min_effect_size: float = DriftSettings.min_effect_size
+    min_samples: int = DriftSettings.min_samples
     recent_batches: int = 1
     cooldown_minutes: float = 60.0
     evidently_report: bool = True
 
     @classmethod
     def from_env(cls) -> DriftPolicy:
-        """The policy from ``PDM_*`` environment variables (defaults as the attributes).
+        """The policy with each setting whose variable in :data:`ENV_VARS` is set.
 
-        Reads ``PDM_DRIFT_THRESHOLD``, ``PDM_DRIFT_ALPHA``, ``PDM_DRIFT_CORRECTION``,
-        ``PDM_DRIFT_MIN_EFFECT``, ``PDM_DRIFT_MIN_SAMPLES``, ``PDM_DRIFT_RECENT_BATCHES``,
-        ``PDM_RETRAIN_COOLDOWN_MINUTES`` and ``PDM_DRIFT_EVIDENTLY`` (``0`` turns it off).
+        ``PDM_DRIFT_EVIDENTLY=0`` turns the HTML report off.
+
+        Raises:
+            ValueError: A value of the wrong type, naming the variable and the value.
         """
-        env = os.environ
-        return cls(
-            threshold=float(env.get("PDM_DRIFT_THRESHOLD", "0.3")),
-            alpha=float(env.get("PDM_DRIFT_ALPHA", "0.05")),
-            correction=env.get("PDM_DRIFT_CORRECTION", "bh"),  # type: ignore[arg-type]
-            min_effect_size=float(env.get("PDM_DRIFT_MIN_EFFECT", "0.2")),
-            min_samples=int(env.get("PDM_DRIFT_MIN_SAMPLES", "200")),
-            recent_batches=int(env.get("PDM_DRIFT_RECENT_BATCHES", "1")),
-            cooldown_minutes=float(env.get("PDM_RETRAIN_COOLDOWN_MINUTES", "60")),
-            evidently_report=env.get("PDM_DRIFT_EVIDENTLY", "1") != "0",
-        )
+        given = {field: os.environ[var] for field, var in ENV_VARS.items() if var in os.environ}
+        try:
+            policy = cls(**given)
+            policy.settings()  # range checks live in DriftSettings
+        except (pydantic.ValidationError, ValueError) as error:
+            names = ", ".join(f"{ENV_VARS[f]}={v!r}" for f, v in given.items())
+            raise ValueError(f"drift policy from the environment ({names}): {error}") from error
+        return policy
 
     def settings(self):  # type: ignore[no-untyped-def]
         """As :class:`pdm_core.drift.DriftSettings`."""

@@ -27,7 +27,10 @@ from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager, DuckDBResource
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
+from pdm_core.names import LANDED_TELEMETRY
+
 SCHEMA = "pdm"
+LANDED = LANDED_TELEMETRY
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -59,6 +62,63 @@ class Warehouse(dg.ConfigurableResource):
             Where the rows went (a table name or an object URL).
         """
         raise NotImplementedError
+
+    # The queries below are the only SQL over landed telemetry; assets call them by name.
+
+    def table_exists(self, table: str) -> bool:
+        """True when ``pdm.<table>`` exists (has been written at least once)."""
+        with self.get_connection() as connection:
+            return _table_exists(connection, table)
+
+    def newest_batches(self, count: int) -> list[str]:
+        """Ids of the ``count`` most recently ingested batches, newest first."""
+        with self.get_connection() as connection:
+            if not _table_exists(connection, LANDED):
+                return []
+            rows = connection.execute(
+                f"select batch_id from {SCHEMA}.{LANDED} group by batch_id "
+                "order by max(ingested_at) desc, batch_id desc limit ?",
+                [count],
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def landed_readings(self, batches: Sequence[str] | None = None) -> pd.DataFrame:
+        """Landed readings of ``batches`` (all when None), by machine and cycle."""
+        with self.get_connection() as connection:
+            if not _table_exists(connection, LANDED):
+                return pd.DataFrame()
+            if batches is None:
+                return connection.execute(
+                    f"select * from {SCHEMA}.{LANDED} order by machine_id, cycle"
+                ).df()
+            return connection.execute(
+                f"select * from {SCHEMA}.{LANDED} where batch_id in (select unnest(?)) "
+                "order by machine_id, cycle",
+                [list(batches)],
+            ).df()
+
+    def readings_with_keys(self, keys: pd.DataFrame, exclude_batch: str) -> pd.DataFrame:
+        """Landed readings of other batches with the same (machine_id, cycle) as ``keys``."""
+        with self.get_connection() as connection:
+            if keys.empty or not _table_exists(connection, LANDED):
+                return pd.DataFrame()
+            connection.register("_pdm_keys", keys[["machine_id", "cycle"]].drop_duplicates())
+            try:
+                return connection.execute(
+                    f"select t.* from {SCHEMA}.{LANDED} t join _pdm_keys k "
+                    "using (machine_id, cycle) where t.batch_id <> ?",
+                    [exclude_batch],
+                ).df()
+            finally:
+                connection.unregister("_pdm_keys")
+
+
+def _table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
+    found = connection.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [SCHEMA, table],
+    ).fetchall()
+    return bool(found[0][0])
 
 
 class LocalWarehouse(Warehouse):

@@ -11,24 +11,21 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from pdm_core.retraining import DriftVerdict, decide_retrain
 from pdm_resources.alerts import AlertSink
 from pdm_resources.drift_policy import DriftPolicy
-from sensors_schedules.drift_sensor import (
-    REMEMBERED_BATCHES,
-    decide_retrain,
-    drift_retrain_sensor,
-)
+from sensors_schedules.drift_sensor import REMEMBERED_BATCHES, drift_retrain_sensor
 
 NOW = 1_800_000_000.0
 
 # ---------------------------------------------------------------------- decide_retrain (pure)
 
 
-def decide(share: float, **changes: object):  # type: ignore[no-untyped-def]
+def decide(share: float, n_checked: int = 5, **changes: object):  # type: ignore[no-untyped-def]
+    """The rule for a report with this share, judged (as ks_drift does) against 0.3."""
+    verdict = DriftVerdict(n_checked > 0 and share >= 0.3, share, 0.3, n_checked)
     arguments: dict[str, object] = {
-        "drift_share": share,
-        "n_checked": 5,
-        "threshold": 0.3,
+        "verdict": verdict,
         "now": NOW,
         "last_triggered": None,
         "cooldown_minutes": 60.0,
@@ -94,6 +91,7 @@ def report(
     version: str | None = "abc123",
     n_checked: int = 5,
     batches: list[str] | None = None,
+    threshold: float = 0.3,
 ) -> None:
     """Records a drift report materialisation as the drift_report asset would."""
     instance.report_runless_asset_event(
@@ -102,6 +100,8 @@ def report(
             metadata={
                 "drift_share": share,
                 "n_checked": n_checked,
+                "threshold": threshold,
+                "dataset_drift": n_checked > 0 and share >= threshold,
                 "champion_version": "1",
                 "batches": ["b1"] if batches is None else batches,
             },
@@ -178,6 +178,23 @@ def test_drifted_report_requests_retraining_and_alerts(
     assert details["champion_version"] == "1"
     assert details["batches"] == ["b1"]
     assert "retraining requested" in details["decision"]
+
+
+def test_the_sensor_follows_the_report_s_verdict_not_its_own_threshold(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    # The report was judged with threshold 0.8 (its run's drift_policy config), the sensor's
+    # resource says 0.3: the report's verdict stands, and the alert shows the report's threshold.
+    report(instance, 0.6, threshold=0.8)
+    held = evaluate(instance, tmp_path, None)
+    assert not held.run_requests
+    assert "drift share 0.60 (threshold 0.80): below threshold" in skip_message(held)
+    assert alerts(tmp_path).empty
+
+    report(instance, 0.2, version="strict", threshold=0.1)
+    request = evaluate(instance, tmp_path, held.cursor)
+    assert [r.run_key for r in request.run_requests or []] == ["retrain-strict"]
+    assert json.loads(alerts(tmp_path).iloc[0]["details"])["threshold"] == 0.1
 
 
 def test_same_report_is_not_evaluated_twice(instance: dg.DagsterInstance, tmp_path: Path) -> None:
@@ -314,7 +331,12 @@ def test_data_version_of_a_materialised_report_is_used(
     def drift_report() -> dg.Output[dict]:
         return dg.Output(
             {"drift_share": 0.5},
-            metadata={"drift_share": 0.5, "n_checked": 4, "champion_version": "3"},
+            metadata={
+                "drift_share": 0.5,
+                "n_checked": 4,
+                "dataset_drift": True,
+                "champion_version": "3",
+            },
             data_version=dg.DataVersion("v-from-output"),
         )
 
@@ -339,7 +361,7 @@ def test_new_report_seen_on_run_sharded_sqlite(tmp_path: Path) -> None:
         def drift_report() -> dg.Output[dict]:
             return dg.Output(
                 {},
-                metadata={"drift_share": 0.5, "n_checked": 4},
+                metadata={"drift_share": 0.5, "n_checked": 4, "dataset_drift": True},
                 data_version=dg.DataVersion(version),
             )
 
@@ -355,3 +377,31 @@ def test_new_report_seen_on_run_sharded_sqlite(tmp_path: Path) -> None:
         second = evaluate(sharded, tmp_path, first.cursor)
         assert "cooldown" in skip_message(second)
         assert sorted(alerts(tmp_path)["dedup_key"]) == ["drift-one", "drift-two"]
+
+
+# ---------------------------------------------------------------------- the policy's settings
+
+
+def test_policy_defaults_are_the_drift_test_s_and_variables_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pdm_core.drift_settings import DriftSettings
+    from pdm_resources.drift_policy import ENV_VARS
+
+    for variable in ENV_VARS.values():
+        monkeypatch.delenv(variable, raising=False)
+    assert DriftPolicy.from_env().settings() == DriftSettings()
+
+    monkeypatch.setenv("PDM_DRIFT_THRESHOLD", "0.5")
+    monkeypatch.setenv("PDM_DRIFT_EVIDENTLY", "0")
+    policy = DriftPolicy.from_env()
+    assert (policy.threshold, policy.evidently_report, policy.alpha) == (0.5, False, 0.05)
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5"])
+def test_a_bad_policy_variable_names_itself_and_its_value(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PDM_DRIFT_THRESHOLD", value)
+    with pytest.raises(ValueError, match=f"PDM_DRIFT_THRESHOLD='{value}'"):
+        DriftPolicy.from_env()
