@@ -56,9 +56,9 @@ def load_pyarrow() -> ModuleType:
 
     pyarrow's package and its ``ipc`` module import each other: a thread running ``import
     pyarrow.ipc`` while another runs ``import pyarrow`` made both fail with ImportError
-    ("partially initialized module"), 8 times in 8 tries here. The service's model loader
-    warms this import while the first Arrow batch may be arriving; before this guard, that
-    request was answered 500. Every use of pyarrow in the service goes through here.
+    ("partially initialized module"). The service's model loader warms this import while the
+    first Arrow batch may be arriving, so both can happen at once; every use of pyarrow in the
+    service goes through here.
     """
     with _PYARROW_IMPORT:
         import pyarrow as pa

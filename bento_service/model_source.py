@@ -18,7 +18,7 @@ from pathlib import Path
 from bento_service.scoring import ServedModel
 from pdm_core.registry import CHAMPION, FLEET_MODEL
 
-BENTO_MODEL = "pdm-fleet-model"
+BENTO_MODEL = FLEET_MODEL  # the Bento model carries the registered name
 
 
 class ModelNotFound(LookupError):

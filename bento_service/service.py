@@ -88,9 +88,10 @@ GC_THRESHOLDS = gc_thresholds(os.environ.get(GC_THRESHOLDS_ENV, "50000,50,1000")
 """A worker's garbage-collector thresholds once its model is loaded (``gc.set_threshold``).
 
 Python's ``700,10,10`` runs a young-generation pass whenever 700 more container objects are
-alive than at the last pass. With ``50000,50,1000`` the coalescing service's p99 at
-concurrency 32 was 0.54x that with Python's thresholds, at 1.09x the requests/s (6 alternating
-rounds, BENCHMARKS.md). Garbage without reference cycles is freed at once either way.
+alive than at the last pass; a serving worker allocates many short-lived containers per
+request, so those passes land in the tail latency. Higher thresholds make them rarer
+(``make bench-serve`` compares both; BENCHMARKS.md). Garbage without reference cycles is
+freed at once either way.
 """
 
 
@@ -476,9 +477,8 @@ class FleetRiskService:
         from bento_service.arrow_batch import load_pyarrow
 
         load_pyarrow()  # after readiness, so the first Arrow batch skips 0.4 s (under a lock)
-        # What is alive now (the libraries, the model) lives as long as the worker: moved out
-        # of the collector's generations, full collections no longer walk it, which took the
-        # p99 of a no-op BentoML service at concurrency 32 from 138-160 ms to 58-64 ms.
+        # What is alive now (the libraries, the model) lives as long as the worker: frozen out
+        # of the collector's generations, full collections do not walk it on every request.
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -574,9 +574,6 @@ class FleetRiskService:
     # The APIs are coroutines: scoring is CPU-bound and single-threaded per worker (one worker
     # per core), so running a small request on the event loop saves the thread-pool hop of a
     # sync API; batches over INLINE_WINDOWS windows still go to a thread.
-    # Measured by benchmarks/bench_service.py against the same service with sync APIs:
-    # /predict p50 at concurrency 1 about 0.5 ms lower, p99 at concurrency 32 and throughput
-    # better in each of two rounds.
     @bentoml.api(route="/predict")
     async def predict(self, window: MachineWindow, /) -> Prediction:
         """Scores one machine's latest reading from its recent window of readings."""

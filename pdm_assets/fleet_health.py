@@ -1,7 +1,8 @@
-"""The maintenance engineer's morning report: every machine's latest window, scored."""
+"""The maintenance engineer's morning report: every machine's newest score, ranked."""
 
 import base64
 import io
+from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -11,11 +12,11 @@ from pdm_assets.metadata import frame_metadata, markdown_table
 from pdm_assets.promotion import load_fleet_model
 from pdm_core import schema
 from pdm_core.features import compute_features
+from pdm_core.names import CHAMPION_MODEL, FLEET_HEALTH, MACHINE_RISK, RAW_TELEMETRY
 from pdm_core.versioning import frame_version
 from pdm_resources.alerts import AlertSink
 from pdm_resources.mlflow_tracking import MlflowTracking
-
-ALERT_LEVELS = ("HIGH", "CRITICAL")
+from pdm_resources.warehouse import Warehouse
 
 
 def latest_windows(raw: pd.DataFrame, length: int) -> pd.DataFrame:
@@ -50,73 +51,94 @@ def _risk_plot(ranked: pd.DataFrame, top: int = 15) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def high_risk_alerts(ranked: pd.DataFrame) -> list:  # type: ignore[type-arg]
-    """One alert per machine at HIGH or CRITICAL risk, once per machine, level and day."""
-    from datetime import UTC, datetime
+class FleetHealthSettings(dg.Config):
+    """When a machine counts as silent."""
 
-    from pdm_core.alerts import Alert
-
-    day = datetime.now(UTC).date().isoformat()
-    found = []
-    for row in ranked[ranked["risk_level"].isin(ALERT_LEVELS)].itertuples(index=False):
-        machine, level = str(getattr(row, schema.MACHINE)), str(row.risk_level)
-        rul = None if pd.isna(row.rul) else round(float(row.rul), 1)
-        found.append(
-            Alert(
-                kind="high_risk",
-                severity="critical" if level == "CRITICAL" else "warning",
-                title=f"Machine {machine}: {level} failure risk "
-                f"({float(row.failure_probability):.0%})",
-                details={
-                    "machine_id": machine,
-                    "risk_level": level,
-                    "failure_probability": round(float(row.failure_probability), 4),
-                    "rul": rul,
-                    "cycle": int(getattr(row, schema.CYCLE)),
-                    "model_version": str(row.model_version),
-                },
-                dedup_key=f"high-risk-{machine}-{level}-{day}",
-            )
-        )
-    return found
+    silent_after_minutes: float = 60.0
+    """A machine whose newest reading is this far behind the fleet's newest is silent."""
 
 
-@dg.asset(io_manager_key="warehouse_io_manager", group_name="fleet")
-def fleet_health(
-    context: dg.AssetExecutionContext,
-    mlflow_tracking: MlflowTracking,
-    alerts: AlertSink,
-    raw_telemetry: pd.DataFrame,
-    champion_model: dict,
-) -> dg.Output[pd.DataFrame]:
-    """Every machine's latest window scored by the champion: risk, RUL, anomaly, ranked."""
-    bundle, version = load_fleet_model(mlflow_tracking)
-    windows = latest_windows(raw_telemetry, bundle.feature_state.window_length)
+def source_scores(raw: pd.DataFrame, bundle, version: str) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """The champion's score of each machine's latest window in the training source."""
+    if raw.empty:
+        return pd.DataFrame()
+    windows = latest_windows(raw, bundle.feature_state.window_length)
     features = compute_features(windows, bundle.feature_state)
     last = features.groupby(schema.MACHINE, sort=False, observed=True).tail(1)
     counts = windows.groupby(schema.MACHINE, sort=False, observed=True).size()
     scored = bundle.predict(last.reset_index(drop=True))
     scored.insert(0, schema.MACHINE, last[schema.MACHINE].astype(str).to_numpy())
     scored.insert(1, schema.CYCLE, last[schema.CYCLE].to_numpy())
+    if schema.TIMESTAMP in windows.columns:
+        stamps = windows.set_index([schema.MACHINE, schema.CYCLE])[schema.TIMESTAMP]
+        keys = pd.MultiIndex.from_frame(last[[schema.MACHINE, schema.CYCLE]])
+        scored.insert(2, schema.TIMESTAMP, stamps.reindex(keys).to_numpy())
     scored["full_window"] = (
         counts.loc[last[schema.MACHINE]].to_numpy() >= bundle.feature_state.window_length
     )
-    scored["model_version"] = str(version.version)
-    ranked = rank_fleet(scored)
-    context.log.info(f"scored {len(ranked)} machines with fleet model v{version.version}")
-    levels = ranked["risk_level"].value_counts().to_dict()
-    raised = alerts.raise_alerts(high_risk_alerts(ranked))
-    context.log.info(f"{len(raised)} high-risk alert(s) handled")
+    scored["model_version"] = version
+    return scored
+
+
+@dg.asset(
+    name=FLEET_HEALTH,
+    io_manager_key="warehouse_io_manager",
+    group_name="fleet",
+    deps=[RAW_TELEMETRY, CHAMPION_MODEL, MACHINE_RISK],
+)
+def fleet_health(
+    context: dg.AssetExecutionContext,
+    config: FleetHealthSettings,
+    mlflow_tracking: MlflowTracking,
+    warehouse: Warehouse,
+    alerts: AlertSink,
+) -> dg.Output[pd.DataFrame]:
+    """The fleet now: every machine's newest score (live where scored live), age, silence.
+
+    Materialised by every training run and by every ingestion run (after ``machine_risk``),
+    so it follows the landed readings; before any batch has landed it is the champion's
+    score of each machine's latest window in the training source.
+    """
+    from pdm_core.alerts import risk_alerts, silent_machine_alert
+    from pdm_core.fleet_state import current_state, levels_count, silent_machines
+    from pdm_core.models.bundle import RISK_LEVELS
+
+    try:
+        bundle, version = load_fleet_model(mlflow_tracking, serving=True)
+    except Exception as error:  # before the first training: no champion to score with
+        context.log.warning(f"no champion model yet ({error}); fleet health is empty")
+        empty = pd.DataFrame({schema.MACHINE: pd.Series(dtype=str)})
+        return dg.Output(empty, metadata={"machines": 0, "reason": f"no champion: {error}"})
+    raw = warehouse.latest_readings(RAW_TELEMETRY, bundle.feature_state.window_length)
+    source = source_scores(raw, bundle, str(version.version))
+    silent_after = pd.Timedelta(minutes=config.silent_after_minutes)
+    state = rank_fleet(current_state(source, warehouse.risk_history(), silent_after))
+    today = datetime.now(UTC).date().isoformat()
+    found = risk_alerts(state[state["scored_from"] == "training_source"].to_dict("records"), today)
+    silent = silent_machines(state)
+    found += [
+        silent_machine_alert(str(row.machine_id), str(row.timestamp), str(row.reading_age))
+        for row in silent.itertuples(index=False)
+    ]
+    raised = alerts.raise_alerts(found)
+    new_alerts = sum(outcome.status != "duplicate" for outcome in raised)
+    context.log.info(
+        f"{len(state)} machines ({int((state['scored_from'] == 'live').sum())} scored live), "
+        f"{len(silent)} silent, {new_alerts} new alert(s)"
+    )
+    shown = state.drop(columns=["batch_id", "scored_at"], errors="ignore")
     return dg.Output(
-        ranked,
+        state,
         metadata={
-            **frame_metadata(ranked, frame_version(ranked)),
+            **frame_metadata(state, frame_version(state.astype(str))),
             "model_version": str(version.version),
-            "machines_by_risk_level": dg.MetadataValue.json(levels),
-            "high_risk_alerts": len(raised),
-            "top_risk": dg.MetadataValue.md(markdown_table(ranked, max_rows=15)),
+            "machines_by_risk_level": dg.MetadataValue.json(levels_count(state, RISK_LEVELS)),
+            "scored_live": int((state["scored_from"] == "live").sum()),
+            "silent_machines": dg.MetadataValue.json(list(silent[schema.MACHINE])),
+            "alerts_raised": new_alerts,
+            "top_risk": dg.MetadataValue.md(markdown_table(shown, max_rows=15)),
             "risk_plot": dg.MetadataValue.md(
-                f"![fleet risk](data:image/png;base64,{_risk_plot(ranked)})"
+                f"![fleet risk](data:image/png;base64,{_risk_plot(state)})"
             ),
         },
     )

@@ -7,6 +7,7 @@ import dagster as dg
 from pdm_core.names import (
     DRIFT_CHECK_JOB,
     DRIFT_REPORT,
+    FLEET_HEALTH,
     FULL_PIPELINE_JOB,
     INGEST_JOB,
     INGESTION_GROUP,
@@ -38,9 +39,10 @@ full_pipeline_job = dg.define_asset_job(
 )
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
-    selection=_per_batch | dg.AssetSelection.assets(DRIFT_REPORT),
+    selection=_per_batch | dg.AssetSelection.assets(DRIFT_REPORT, FLEET_HEALTH),
     tags=INGESTION_RUNS,
-    description="Ingests one landed batch (partition) and refreshes the drift report.",
+    description="Ingests one landed batch (partition), scores its readings with the champion, "
+    "refreshes the fleet's health and the drift report.",
 )
 retrain_job = dg.define_asset_job(
     RETRAIN_JOB,

@@ -17,12 +17,12 @@ import dagster as dg
 import yaml
 
 from pdm_core import paths
-from pdm_core.registry import CHAMPION, download_bundle
+from pdm_core.registry import CHAMPION, FLEET_MODEL, download_bundle
 from pdm_resources.mlflow_tracking import MlflowTracking
 
 GROUP = "serving"
 BENTOFILE = paths.REPO_ROOT / "bento_service" / "bentofile.yaml"
-BENTO_MODEL = "pdm-fleet-model"
+BENTO_MODEL = FLEET_MODEL  # the Bento model carries the registered name
 
 
 def use_local_bentoml_store() -> Path:

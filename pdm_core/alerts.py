@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-AlertKind = Literal["drift", "check_failed", "run_failed", "high_risk"]
+AlertKind = Literal["drift", "check_failed", "run_failed", "high_risk", "anomaly", "silent_machine"]
 AlertSeverity = Literal["info", "warning", "critical"]
 
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
@@ -48,8 +48,8 @@ class Alert:
         title: One line for people (a chat message's first line, an e-mail subject).
         details: JSON-serialisable facts about the event (ids, values, thresholds).
         dedup_key: Names the event, so that it alerts once: a run id, an asset check
-            evaluation's storage id, a drift report's data version, or machine, model version
-            and cycle of a high-risk prediction (see the ``*_dedup_key`` helpers).
+            evaluation's storage id, a drift report's data version, or machine, risk level and
+            day of a high-risk prediction (see the ``*_dedup_key`` helpers).
         created_at: When the alert was raised (timezone-aware, normalised to UTC).
     """
 
@@ -109,9 +109,13 @@ def drift_dedup_key(report_data_version: str) -> str:
     return f"drift-{report_data_version}"
 
 
-def high_risk_dedup_key(machine_id: str | int, model_version: str | int, cycle: int) -> str:
-    """Dedup key of a high-risk alert: one per machine, model version and cycle."""
-    return f"high_risk-{machine_id}-{model_version}-{cycle}"
+def high_risk_dedup_key(machine_id: str | int, level: str, day: str) -> str:
+    """Dedup key of a high-risk alert: one per machine, risk level and day.
+
+    A machine that stays HIGH all day raises one alert; a rise to CRITICAL raises another,
+    and so does the next day at the same level (someone should look again).
+    """
+    return f"high-risk-{machine_id}-{level}-{day}"
 
 
 def check_failed_dedup_key(storage_id: int, run_id: str | None = None) -> str:
@@ -126,3 +130,80 @@ def check_failed_dedup_key(storage_id: int, run_id: str | None = None) -> str:
         ``check-<storage_id>``, or ``check-<run_id>-<storage_id>`` when ``run_id`` is given.
     """
     return f"check-{run_id}-{storage_id}" if run_id else f"check-{storage_id}"
+
+
+RISK_ALERT_LEVELS: tuple[str, ...] = ("HIGH", "CRITICAL")
+
+
+def _day(row: dict[str, Any], fallback: str) -> str:
+    stamp = row.get("timestamp")
+    if stamp is None or stamp != stamp:  # None or NaT/NaN
+        return fallback
+    return str(stamp)[:10]
+
+
+def _stamp(value: Any) -> str | None:
+    return None if value is None or value != value else str(value)
+
+
+def _number(value: Any, digits: int) -> float | None:
+    return None if value is None or value != value else round(float(value), digits)
+
+
+def risk_alerts(rows: list[dict[str, Any]], today: str) -> list[Alert]:
+    """High-risk and anomaly alerts for scored readings, the first reading of each event.
+
+    A machine's HIGH or CRITICAL risk raises one alert per machine, level and day (the
+    reading's day; ``today`` where a reading has no timestamp), an anomaly one per machine
+    and day. Each alert names the reading that triggered it: machine, cycle, timestamp,
+    probability, RUL and the model version.
+
+    Args:
+        rows: Scored readings (``machine_id``, ``cycle``, ``timestamp``, ``risk_level``,
+            ``failure_probability``, ``rul``, ``anomaly_score``, ``anomaly_alert``,
+            ``model_version``), oldest first.
+        today: ISO date for readings without a timestamp.
+    """
+    found: dict[str, Alert] = {}
+    for row in rows:
+        machine, level, day = str(row["machine_id"]), str(row["risk_level"]), _day(row, today)
+        details = {
+            "machine_id": machine,
+            "risk_level": level,
+            "failure_probability": _number(row["failure_probability"], 4),
+            "rul": _number(row.get("rul"), 1),
+            "anomaly_score": _number(row.get("anomaly_score"), 4),
+            "cycle": int(row["cycle"]),
+            "timestamp": None
+            if day == today and not row.get("timestamp")
+            else str(row["timestamp"]),
+            "model_version": str(row["model_version"]),
+        }
+        if level in RISK_ALERT_LEVELS:
+            key = high_risk_dedup_key(machine, level, day)
+            found.setdefault(key, Alert(
+                kind="high_risk",
+                severity="critical" if level == "CRITICAL" else "warning",
+                title=f"Machine {machine}: {level} failure risk "
+                f"({float(row['failure_probability']):.0%})",
+                details=details, dedup_key=key,
+            ))  # fmt: skip
+        if bool(row.get("anomaly_alert")):
+            key = f"anomaly-{machine}-{day}"
+            found.setdefault(key, Alert(
+                kind="anomaly", severity="warning",
+                title=f"Machine {machine}: anomalous readings (score {details['anomaly_score']})",
+                details=details, dedup_key=key,
+            ))  # fmt: skip
+    return list(found.values())
+
+
+def silent_machine_alert(machine_id: str, last_reading: str, age: str) -> Alert:
+    """One alert per silence: the key names the machine's last reading before it went quiet."""
+    return Alert(
+        kind="silent_machine",
+        severity="warning",
+        title=f"Machine {machine_id}: no readings for {age}",
+        details={"machine_id": machine_id, "last_reading": last_reading, "silent_for": age},
+        dedup_key=f"silent-{machine_id}-{last_reading}",
+    )

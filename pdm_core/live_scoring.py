@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pdm_core import schema
+from pdm_core.alerts import RISK_ALERT_LEVELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +51,6 @@ RISK_HISTORY_COLUMNS: tuple[str, ...] = (
 )
 """One row of ``pdm.risk_history``: which model version gave which score to which reading."""
 SKIP_COLUMNS: tuple[str, ...] = (schema.MACHINE, schema.CYCLE, "reason", "detail")
-ALERT_LEVELS: tuple[str, ...] = ("HIGH", "CRITICAL")
 SKIP_REASONS: tuple[str, ...] = (
     "window_too_short",
     "late",
@@ -234,7 +234,9 @@ def score_batch(
                 **{c: scored[c].to_numpy() for c in SCORE_COLUMNS},
             }
         )
-        rows["alert"] = rows["risk_level"].isin(ALERT_LEVELS) | rows["anomaly_alert"].astype(bool)
+        rows["alert"] = rows["risk_level"].isin(RISK_ALERT_LEVELS) | rows["anomaly_alert"].astype(
+            bool
+        )
         rows["model_name"] = model_name
         rows["model_version"] = str(model_version)
         rows["scored_at"] = now

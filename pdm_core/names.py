@@ -10,6 +10,12 @@ from __future__ import annotations
 
 # Asset keys (and warehouse tables) referred to outside their own module.
 LANDED_TELEMETRY = "landed_telemetry"
+RAW_TELEMETRY = "raw_telemetry"
+MACHINE_RISK = "machine_risk"
+RISK_HISTORY = "risk_history"
+"""Warehouse table of every live score (written by :data:`MACHINE_RISK`, one partition per
+batch)."""
+FLEET_HEALTH = "fleet_health"
 DRIFT_REPORT = "drift_report"
 TRAINING_SET = "training_set"
 FLEET_MODEL_CANDIDATE = "fleet_model_candidate"

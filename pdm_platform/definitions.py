@@ -15,6 +15,7 @@ from pdm_assets import (
     features,
     fleet_health,
     ingestion,
+    live,
     models,
     packaging,
     promotion,
@@ -33,6 +34,7 @@ defs = dg.Definitions(
         [
             telemetry,
             ingestion,
+            live,
             features,
             models,
             evaluation,

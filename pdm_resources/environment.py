@@ -17,7 +17,7 @@ from typing import Literal
 import dagster as dg
 
 from pdm_core import paths
-from pdm_resources.alerts import WEBHOOK_ENV_VAR, AlertSink
+from pdm_resources.alerts import WEBHOOK_ENV_VAR, LocalAlertSink
 from pdm_resources.artifacts import LocalArtifactStore, S3ArtifactStore
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.landing_zone import S3LandingZone, landing_zone_from_env
@@ -55,7 +55,7 @@ def local_resources() -> dict[str, object]:
         "mlflow_tracking": MlflowTracking.from_env(),
         "landing_zone": landing_zone_from_env(),
         "drift_policy": DriftPolicy.from_env(),
-        "alerts": AlertSink.from_env(),
+        "alerts": LocalAlertSink.from_env(),
     }
 
 
@@ -71,7 +71,7 @@ def prod_resources(location: S3Location | None = None) -> dict[str, object]:
     """
     from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
-    from pdm_resources.s3_alerts import S3AlertSink
+    from pdm_resources.alerts import S3AlertSink
     from pdm_resources.s3_warehouse import S3ParquetIOManager, S3Warehouse
 
     location = location or s3_location_from_env()

@@ -131,14 +131,14 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a DataFrame")
         table = self._folder(context)
         filesystem = self.location.filesystem()
-        if context.has_partition_key:
-            name = partition_object("partition", context.partition_key)
+        if context.has_asset_partitions:
+            name = partition_object("partition", context.asset_partition_key)
         else:
             name = WHOLE_TABLE
         target = self._object(table, name)
         data = pa.Table.from_pandas(obj, preserve_index=False)
         pq.write_table(data, target, filesystem=filesystem)
-        if not context.has_partition_key:
+        if not context.has_asset_partitions:
             stale = [
                 key
                 for key in self.location.list_keys(FOLDER, table)

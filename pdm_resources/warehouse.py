@@ -27,7 +27,7 @@ from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager, DuckDBResource
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
-from pdm_core.names import LANDED_TELEMETRY
+from pdm_core.names import LANDED_TELEMETRY, RAW_TELEMETRY, RISK_HISTORY
 
 SCHEMA = "pdm"
 LANDED = LANDED_TELEMETRY
@@ -112,6 +112,102 @@ class Warehouse(dg.ConfigurableResource):
             finally:
                 connection.unregister("_pdm_keys")
 
+    def preceding_readings(
+        self, first_cycles: pd.DataFrame, count: int, columns: Sequence[str], exclude_batch: str
+    ) -> pd.DataFrame:
+        """Each machine's last ``count`` readings before its first cycle in a batch.
+
+        Landed batches other than ``exclude_batch`` and the training source's telemetry
+        (``pdm.raw_telemetry``, which the simulator's feed continues) both count; where they
+        hold the same cycle, the landed reading wins.
+
+        Args:
+            first_cycles: ``machine_id`` and ``cycle`` (the machine's first cycle in the batch).
+            count: Readings per machine (the model's window length minus one).
+            columns: Columns wanted (those a table lacks are left out of its rows).
+            exclude_batch: The batch itself.
+        """
+        if first_cycles.empty or count <= 0:
+            return pd.DataFrame(columns=list(columns))
+        frames = []
+        with self.get_connection() as connection:
+            connection.register("_pdm_first", first_cycles[["machine_id", "cycle"]])
+            try:
+                for table, where in ((LANDED, "t.batch_id <> ?"), (RAW_TELEMETRY, "true")):
+                    if not _table_exists(connection, table):
+                        continue
+                    present = set(connection.execute(
+                        f"select * from {SCHEMA}.{table} limit 0"
+                    ).df().columns)  # fmt: skip
+                    names = ", ".join(f't."{c}"' for c in columns if c in present)
+                    frames.append(
+                        connection.execute(
+                            f"select {names}, {int(table == LANDED)} as _landed from "
+                            f"(select t.*, row_number() over (partition by t.machine_id "
+                            f"order by t.cycle desc) as _rank from {SCHEMA}.{table} t "
+                            f"join _pdm_first f on t.machine_id = f.machine_id "
+                            f"and t.cycle < f.cycle where {where}) t where t._rank <= ?",
+                            [exclude_batch, count] if table == LANDED else [count],
+                        ).df()
+                    )
+            finally:
+                connection.unregister("_pdm_first")
+        frames = [frame for frame in frames if not frame.empty]
+        if not frames:
+            return pd.DataFrame(columns=list(columns))
+        both = pd.concat(frames, ignore_index=True).sort_values(
+            ["machine_id", "cycle", "_landed"], kind="stable"
+        )
+        both = both.drop_duplicates(["machine_id", "cycle"], keep="last").drop(columns="_landed")
+        return (
+            both.groupby("machine_id", sort=False, observed=True).tail(count).reset_index(drop=True)
+        )
+
+    def newest_cycles(self, batches: Sequence[str], machines: Sequence[str]) -> pd.Series:
+        """Newest landed cycle per machine (index ``machine_id``) over ``batches``."""
+        with self.get_connection() as connection:
+            if not batches or not machines or not _table_exists(connection, LANDED):
+                return pd.Series(dtype="int64")
+            found = connection.execute(
+                f"select machine_id, max(cycle) as cycle from {SCHEMA}.{LANDED} "
+                "where batch_id in (select unnest(?)) and machine_id in (select unnest(?)) "
+                "group by machine_id",
+                [list(batches), list(machines)],
+            ).df()
+        return found.set_index("machine_id")["cycle"]
+
+    def scored_versions(self, batch: str) -> set[str]:
+        """Model versions that have rows of ``batch`` in ``pdm.risk_history``."""
+        with self.get_connection() as connection:
+            if not _table_exists(connection, RISK_HISTORY):
+                return set()
+            rows = connection.execute(
+                f"select distinct model_version from {SCHEMA}.{RISK_HISTORY} where batch_id = ?",
+                [batch],
+            ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def latest_readings(self, table: str, count: int) -> pd.DataFrame:
+        """Each machine's last ``count`` rows of ``pdm.<table>`` (empty when it does not exist)."""
+        with self.get_connection() as connection:
+            if not _table_exists(connection, table):
+                return pd.DataFrame()
+            return connection.execute(
+                f"select * exclude (_rank) from (select *, row_number() over (partition by "
+                f"machine_id order by cycle desc) as _rank from {SCHEMA}.{table}) "
+                "where _rank <= ? order by machine_id, cycle",
+                [int(count)],
+            ).df()
+
+    def risk_history(self) -> pd.DataFrame:
+        """Every row of ``pdm.risk_history`` (empty when nothing was scored yet)."""
+        with self.get_connection() as connection:
+            if not _table_exists(connection, RISK_HISTORY):
+                return pd.DataFrame()
+            return connection.execute(
+                f"select * from {SCHEMA}.{RISK_HISTORY} order by machine_id, cycle"
+            ).df()
+
 
 def _table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
     found = connection.execute(
@@ -169,7 +265,7 @@ class ReplacingPandasTypeHandler(DuckDBPandasTypeHandler):
         self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection
     ) -> None:  # type: ignore[no-untyped-def]
         """Replaces the whole table for non-partitioned outputs (schema may change)."""
-        if context.has_partition_key:
+        if context.has_asset_partitions:  # the asset, not the run, is partitioned
             super().handle_output(context, table_slice, obj, connection)
             return
         connection.register("_pdm_output", obj)

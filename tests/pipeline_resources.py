@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pdm_resources.alerts import AlertSink
+from pdm_resources.alerts import LocalAlertSink
 from pdm_resources.artifacts import LocalArtifactStore
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.landing_zone import LocalLandingZone
@@ -37,7 +37,7 @@ def local_resources(
         ),
         "landing_zone": LocalLandingZone(root=str(root / "landing")),
         "drift_policy": DriftPolicy(),
-        "alerts": AlertSink(database=warehouse),
+        "alerts": LocalAlertSink(database=warehouse),
     }
     resources.update(overrides)
     return resources

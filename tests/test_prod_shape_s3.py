@@ -24,9 +24,9 @@ from pdm_core.alerts import Alert
 from pdm_core.feed import FeedConfig, batch_frame
 from pdm_core.landing import batch_id
 from pdm_platform import definitions
+from pdm_resources.alerts import S3AlertSink
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.environment import build_resources
-from pdm_resources.s3_alerts import S3AlertSink
 from pdm_resources.s3_warehouse import S3ParquetIOManager, S3Warehouse
 from pdm_resources.telemetry_source import TelemetrySource
 from sensors_schedules.landing_sensor import landing_zone_sensor

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from pdm_core.alerts import Alert, check_failed_dedup_key, high_risk_dedup_key
-from pdm_resources.alerts import AlertSink
+from pdm_resources.alerts import LocalAlertSink
 from sensors_schedules.alert_sensors import (
     alert_on_failed_checks,
     alert_on_run_failure,
@@ -74,10 +74,10 @@ def receiver() -> Iterator[Receiver]:
         thread.join(timeout=5)
 
 
-def make_sink(tmp_path: Path, webhook_url: str = "", **overrides: float) -> AlertSink:
+def make_sink(tmp_path: Path, webhook_url: str = "", **overrides: float) -> LocalAlertSink:
     settings = {"timeout_seconds": 2.0, "retries": 2, "retry_backoff_seconds": 0.01}
     settings.update(overrides)
-    return AlertSink(
+    return LocalAlertSink(
         database=str(tmp_path / "warehouse.duckdb"), webhook_url=webhook_url, **settings
     )
 
@@ -144,7 +144,10 @@ def test_alert_rejects_invalid_fields(overrides: dict[str, object]) -> None:
 
 
 def test_dedup_key_helpers() -> None:
-    assert high_risk_dedup_key(7, "3", 120) == "high_risk-7-3-120"
+    assert high_risk_dedup_key(7, "HIGH", "2026-01-02") == "high-risk-7-HIGH-2026-01-02"
+    assert high_risk_dedup_key(7, "CRITICAL", "2026-01-02") != high_risk_dedup_key(
+        7, "HIGH", "2026-01-02"
+    )
     assert check_failed_dedup_key(42) == "check-42"
     assert check_failed_dedup_key(42, "abc") == "check-abc-42"
 
@@ -281,11 +284,11 @@ def test_from_env_reads_webhook_and_warehouse(
 ) -> None:
     monkeypatch.setenv("PDM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PDM_ALERT_WEBHOOK_URL", "http://example.invalid/hook")
-    sink = AlertSink.from_env()
+    sink = LocalAlertSink.from_env()
     assert sink.database == str((tmp_path / "home" / "warehouse.duckdb").resolve())
     assert sink.webhook_url == "http://example.invalid/hook"
     monkeypatch.delenv("PDM_ALERT_WEBHOOK_URL")
-    assert AlertSink.from_env().webhook_url == ""
+    assert LocalAlertSink.from_env().webhook_url == ""
 
 
 HOLD_LOCK = textwrap.dedent(
@@ -389,7 +392,7 @@ def readings() -> dg.MaterializeResult:
 
 
 def evaluate_check_sensor(
-    instance: dg.DagsterInstance, sink: AlertSink, cursor: str | None
+    instance: dg.DagsterInstance, sink: LocalAlertSink, cursor: str | None
 ) -> dg.SensorResult:
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": sink})
     result = alert_on_failed_checks(context)
@@ -478,7 +481,7 @@ def exploding_job() -> None:
     explode()
 
 
-def run_failure_context(instance, result, sink: AlertSink):  # type: ignore[no-untyped-def]
+def run_failure_context(instance, result, sink: LocalAlertSink):  # type: ignore[no-untyped-def]
     """What the daemon hands alert_on_run_failure for a failed in-process run."""
     return dg.build_run_status_sensor_context(
         sensor_name="alert_on_run_failure",

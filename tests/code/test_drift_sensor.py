@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pdm_core.retraining import DriftVerdict, decide_retrain
-from pdm_resources.alerts import AlertSink
+from pdm_resources.alerts import LocalAlertSink
 from pdm_resources.drift_policy import DriftPolicy
 from sensors_schedules.drift_sensor import REMEMBERED_BATCHES, drift_retrain_sensor
 
@@ -110,8 +110,8 @@ def report(
     )
 
 
-def make_sink(tmp_path: Path) -> AlertSink:
-    return AlertSink(database=str(tmp_path / "w.duckdb"), lock_wait_seconds=2.0)
+def make_sink(tmp_path: Path) -> LocalAlertSink:
+    return LocalAlertSink(database=str(tmp_path / "w.duckdb"), lock_wait_seconds=2.0)
 
 
 def evaluate(instance: dg.DagsterInstance, tmp_path: Path, cursor: str | None) -> dg.SensorResult:

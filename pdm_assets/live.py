@@ -1,0 +1,138 @@
+"""Live scoring: every landed batch is scored by the champion in the run that ingests it.
+
+``machine_risk`` (one partition per landed batch, like ``landed_telemetry``) scores each new
+reading on its own window, reaching back into earlier batches and the training source for the
+readings before it (:mod:`pdm_core.live_scoring`), writes one row per scored reading into
+``pdm.risk_history`` (replacing the batch's partition, so a retried run or a backfill leaves
+it as one run would) and raises HIGH/CRITICAL risk and anomaly alerts through the alert sink.
+"""
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from pdm_assets.ingestion import telemetry_batches
+from pdm_core import schema
+from pdm_core.names import (
+    CHAMPION_MODEL,
+    INGESTION_GROUP,
+    LANDED_TELEMETRY,
+    MACHINE_RISK,
+    RISK_HISTORY,
+    TELEMETRY_BATCHES,
+)
+from pdm_resources.alerts import AlertSink
+from pdm_resources.mlflow_tracking import MlflowTracking
+from pdm_resources.warehouse import Warehouse
+
+
+class LiveScoring(dg.Config):
+    """How live readings are accepted."""
+
+    future_tolerance_minutes: float = 10.0
+    """A reading stamped further ahead of the scoring time than this is refused."""
+
+
+def batches_before(context: dg.AssetExecutionContext, batch: str) -> list[str]:
+    """The batches that landed before ``batch`` (the partition set keeps landing order)."""
+    keys = context.instance.get_dynamic_partitions(TELEMETRY_BATCHES)
+    return keys[: keys.index(batch)] if batch in keys else keys
+
+
+@dg.asset(
+    name=MACHINE_RISK,
+    partitions_def=telemetry_batches,
+    group_name=INGESTION_GROUP,
+    deps=[LANDED_TELEMETRY, CHAMPION_MODEL],
+    kinds={"duckdb"},
+)
+def machine_risk(
+    context: dg.AssetExecutionContext,
+    config: LiveScoring,
+    warehouse: Warehouse,
+    mlflow_tracking: MlflowTracking,
+    alerts: AlertSink,
+) -> dg.MaterializeResult:
+    """The champion's score of every new reading of the batch, into ``pdm.risk_history``."""
+    from pdm_assets.promotion import load_fleet_model
+    from pdm_core.alerts import risk_alerts
+    from pdm_core.live_scoring import score_batch
+
+    batch = context.partition_key
+    started = time.perf_counter()
+    readings = warehouse.landed_readings([batch])
+    if readings.empty:
+        return dg.MaterializeResult(metadata={"readings": 0, "scored": 0, "reason": "no readings"})
+    try:
+        model, version = load_fleet_model(mlflow_tracking, serving=True)
+    except Exception as error:  # no champion yet: nothing to score with, said so
+        context.log.warning(f"batch {batch} not scored: no champion model ({error})")
+        return dg.MaterializeResult(
+            metadata={"readings": len(readings), "scored": 0, "reason": f"no champion: {error}"}
+        )
+    champion = str(version.version)
+    if champion in warehouse.scored_versions(batch):
+        context.log.info(f"batch {batch} already scored by champion v{champion}")
+        return dg.MaterializeResult(
+            metadata={
+                "readings": len(readings),
+                "scored": 0,
+                "model_version": champion,
+                "reason": f"already scored by v{champion}",
+            }
+        )
+    state = model.feature_state
+    first = readings.groupby(schema.MACHINE, observed=True)[schema.CYCLE].min().reset_index()
+    history = warehouse.preceding_readings(
+        first, state.window_length - 1, list(readings.columns), exclude_batch=batch
+    )
+    machines = [str(m) for m in first[schema.MACHINE]]
+    now = pd.Timestamp(datetime.now(UTC)).tz_localize(None)
+    result = score_batch(
+        model, readings, history,
+        batch_id=batch, model_name=mlflow_tracking.registered_model, model_version=champion,
+        newest_before=warehouse.newest_cycles(batches_before(context, batch), machines),
+        now=now, future_tolerance=pd.Timedelta(minutes=config.future_tolerance_minutes),
+    )  # fmt: skip
+    stored_in = warehouse.replace_partition(RISK_HISTORY, "batch_id", batch, result.rows)
+    raised = alerts.raise_alerts(
+        risk_alerts(result.rows.to_dict("records"), now.date().isoformat())
+    )
+    new_alerts = sum(outcome.status != "duplicate" for outcome in raised)
+    skipped = result.skipped_by_reason()
+    levels = result.rows["risk_level"].value_counts().to_dict() if len(result.rows) else {}
+    latency = None
+    if "ingested_at" in readings.columns and len(readings):
+        landed = pd.Timestamp(readings["ingested_at"].max())
+        landed = landed.tz_convert("UTC").tz_localize(None) if landed.tzinfo else landed
+        latency = round((now - landed).total_seconds(), 3)
+    context.log.info(
+        f"batch {batch}: {len(result.rows)} of {len(readings)} readings scored by "
+        f"v{champion}, skipped {skipped}, {new_alerts} new alert(s)"
+    )
+    if len(result.skipped):
+        context.log.warning(
+            f"{len(result.skipped)} reading(s) not scored: "
+            + "; ".join(
+                f"{row.machine_id} cycle {row.cycle}: {row.reason} ({row.detail})"
+                for row in result.skipped.head(5).itertuples(index=False)
+            )
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "readings": len(readings),
+            "scored": len(result.rows),
+            "skipped": dg.MetadataValue.json(skipped),
+            "machines": len(machines),
+            "model_version": champion,
+            "readings_by_risk_level": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in levels.items()}
+            ),
+            "alerts_raised": new_alerts,
+            "score_seconds": round(time.perf_counter() - started, 3),
+            "ingest_to_score_seconds": latency,
+            "stored_in": stored_in,
+        }
+    )
