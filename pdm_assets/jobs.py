@@ -22,7 +22,7 @@ INGESTION_RUNS = {SERIAL_TAG: "ingestion"}
 TRAINING_RUNS = {SERIAL_TAG: "training"}
 
 _per_batch = dg.AssetSelection.groups(INGESTION_GROUP)
-_training = dg.AssetSelection.assets("raw_telemetry", "dataset_info").downstream()
+_training = dg.AssetSelection.assets("raw_telemetry", "dataset_info").downstream() - _per_batch
 PIPELINE_SELECTION = dg.AssetSelection.all() - _per_batch
 """Every asset but the per-batch ones (group ``ingestion``: each run needs a partition key).
 

@@ -21,6 +21,9 @@ TRAINING_SET = "training_set"
 FLEET_MODEL_CANDIDATE = "fleet_model_candidate"
 CHAMPION_MODEL = "champion_model"
 
+PER_BATCH_ASSETS: tuple[str, ...] = (LANDED_TELEMETRY, MACHINE_RISK)
+"""The partitioned assets (one partition per landed batch); every other asset is unpartitioned."""
+
 INGESTION_GROUP = "ingestion"
 """Asset group of every per-batch (partitioned) asset; the ``full_pipeline`` job is the rest."""
 

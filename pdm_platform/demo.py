@@ -82,12 +82,14 @@ def main() -> int:
     ensure_instance()
     import dagster as dg
 
-    from pdm_core.names import FULL_PIPELINE_JOB, LANDED_TELEMETRY
+    from pdm_core.names import FULL_PIPELINE_JOB, PER_BATCH_ASSETS
     from pdm_platform.definitions import defs
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     job = defs.resolve_job_def(FULL_PIPELINE_JOB)
-    expected = {key.to_user_string() for key in defs.resolve_all_asset_keys()} - {LANDED_TELEMETRY}
+    expected = {key.to_user_string() for key in defs.resolve_all_asset_keys()} - set(
+        PER_BATCH_ASSETS
+    )
     from pdm_resources.telemetry_source import TelemetrySource
 
     source = TelemetrySource.from_env().describe()

@@ -61,7 +61,7 @@ class DriftPolicy(dg.ConfigurableResource):
         """
         given = {field: os.environ[var] for field, var in ENV_VARS.items() if var in os.environ}
         try:
-            policy = cls(**given)
+            policy = cls.model_validate(given)  # pydantic parses the strings
             policy.settings()  # range checks live in DriftSettings
         except (pydantic.ValidationError, ValueError) as error:
             names = ", ".join(f"{ENV_VARS[f]}={v!r}" for f, v in given.items())

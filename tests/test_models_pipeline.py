@@ -14,9 +14,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pdm_assets.ingestion import LANDED
 from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
+from pdm_core.names import PER_BATCH_ASSETS
 from pdm_platform import definitions
 from pdm_platform.rollback import main as rollback_main
 from pdm_platform.rollback import rollback
@@ -28,7 +28,9 @@ from tests.pipeline_resources import local_resources
 pytestmark = pytest.mark.slow
 
 ASSETS = list(definitions.defs.assets or [])
-ALL_KEYS = {k.to_user_string() for k in definitions.defs.resolve_all_asset_keys()} - {LANDED}
+ALL_KEYS = {k.to_user_string() for k in definitions.defs.resolve_all_asset_keys()} - set(
+    PER_BATCH_ASSETS
+)
 WEAK = {
     "ops": {
         **{name: {"config": {"epochs": 1, "learning_rate": 1e-6, "boosting_iterations": 1}}

@@ -27,3 +27,24 @@ def test_full_pipeline_is_every_unpartitioned_asset() -> None:
     job = defs.resolve_job_def(FULL_PIPELINE_JOB)
     assert not job.partitions_def, "one run, no partition dialog"
     assert isinstance(job, dg.JobDefinition)
+
+
+def test_the_named_per_batch_assets_are_exactly_the_partitioned_ones() -> None:
+    from pdm_core.names import PER_BATCH_ASSETS
+
+    partitioned = {
+        spec.key.to_user_string()
+        for spec in defs.resolve_all_asset_specs()
+        if spec.partitions_def is not None
+    }
+    assert partitioned == set(PER_BATCH_ASSETS)
+
+
+def test_unpartitioned_jobs_select_no_per_batch_asset() -> None:
+    from pdm_core.names import PER_BATCH_ASSETS, RETRAIN_JOB
+
+    for name in (FULL_PIPELINE_JOB, RETRAIN_JOB):
+        keys = {
+            k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys
+        }
+        assert not keys & set(PER_BATCH_ASSETS), (name, keys & set(PER_BATCH_ASSETS))
