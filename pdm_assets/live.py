@@ -15,6 +15,7 @@ import pandas as pd
 
 from pdm_assets.ingestion import telemetry_batches
 from pdm_core import schema
+from pdm_core.live_scoring import LiveScores
 from pdm_core.names import (
     CHAMPION_MODEL,
     INGESTION_GROUP,
@@ -101,16 +102,42 @@ def machine_risk(
         risk_alerts(result.rows.to_dict("records"), now.date().isoformat())
     )
     new_alerts = sum(outcome.status != "duplicate" for outcome in raised)
-    skipped = result.skipped_by_reason()
-    levels = result.rows["risk_level"].value_counts().to_dict() if len(result.rows) else {}
-    latency = None
-    if "ingested_at" in readings.columns and len(readings):
-        landed = pd.Timestamp(readings["ingested_at"].max())
-        landed = landed.tz_convert("UTC").tz_localize(None) if landed.tzinfo else landed
-        latency = round((now - landed).total_seconds(), 3)
+    log_outcome(context, batch, champion, len(readings), result, new_alerts)
+    return dg.MaterializeResult(
+        metadata={
+            "readings": len(readings),
+            "scored": len(result.rows),
+            "skipped": dg.MetadataValue.json(result.skipped_by_reason()),
+            "machines": len(machines),
+            "model_version": champion,
+            "readings_by_risk_level": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in result.rows["risk_level"].value_counts().items()}
+            ),
+            "alerts_raised": new_alerts,
+            "score_seconds": round(time.perf_counter() - started, 3),
+            "ingest_to_score_seconds": seconds_since_ingestion(readings, now),
+            "stored_in": stored_in,
+        }
+    )
+
+
+def seconds_since_ingestion(readings: pd.DataFrame, now: pd.Timestamp) -> float | None:
+    """Seconds from the batch's ingestion to ``now`` (naive UTC), None without the column."""
+    if "ingested_at" not in readings.columns or readings.empty:
+        return None
+    landed = pd.Timestamp(readings["ingested_at"].max())
+    landed = landed.tz_convert("UTC").tz_localize(None) if landed.tzinfo else landed
+    return round((now - landed).total_seconds(), 3)
+
+
+def log_outcome(
+    context: dg.AssetExecutionContext, batch: str, champion: str, readings: int,
+    result: LiveScores, new_alerts: int,
+) -> None:  # fmt: skip
+    """One line with the counts, and the first unscored readings with their reasons."""
     context.log.info(
-        f"batch {batch}: {len(result.rows)} of {len(readings)} readings scored by "
-        f"v{champion}, skipped {skipped}, {new_alerts} new alert(s)"
+        f"batch {batch}: {len(result.rows)} of {readings} readings scored by v{champion}, "
+        f"skipped {result.skipped_by_reason()}, {new_alerts} new alert(s)"
     )
     if len(result.skipped):
         context.log.warning(
@@ -120,19 +147,3 @@ def machine_risk(
                 for row in result.skipped.head(5).itertuples(index=False)
             )
         )
-    return dg.MaterializeResult(
-        metadata={
-            "readings": len(readings),
-            "scored": len(result.rows),
-            "skipped": dg.MetadataValue.json(skipped),
-            "machines": len(machines),
-            "model_version": champion,
-            "readings_by_risk_level": dg.MetadataValue.json(
-                {str(k): int(v) for k, v in levels.items()}
-            ),
-            "alerts_raised": new_alerts,
-            "score_seconds": round(time.perf_counter() - started, 3),
-            "ingest_to_score_seconds": latency,
-            "stored_in": stored_in,
-        }
-    )

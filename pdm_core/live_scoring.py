@@ -29,6 +29,7 @@ from pdm_core.alerts import RISK_ALERT_LEVELS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from pdm_core.features import FeatureState
     from pdm_core.models.bundle import FleetModel
 
 SCORE_COLUMNS: tuple[str, ...] = (
@@ -177,70 +178,82 @@ def score_batch(
     """
     import pandas as pd
 
-    from pdm_core.features import compute_features
-
     state = model.feature_state
     late = late_readings(batch, newest_before)
     future = future_readings(batch, now, future_tolerance) & ~late
+    frame = window_input(batch[~(late | future)], history, state.window_length)
+    spoiled = spoiled_windows(frame, _numeric_inputs(state), state.window_length)
+    new = frame["_new"].to_numpy(dtype=bool)
+    short = frame["_position"].to_numpy() < state.window_length
+    positions = frame.loc[new & short, "_position"]
+    need = f"the model needs {state.window_length}"
     skipped = [
         _skips(batch[late], "late", "a later reading of this machine landed earlier"),
         _skips(batch[future], "future_timestamp", f"more than {future_tolerance} after {now}"),
-    ]
-    usable = batch[~(late | future)]
-    frame = window_input(usable, history, state.window_length)
-    numeric = list(state.sensors) + (
-        [schema.TIME_SINCE_MAINTENANCE] if state.use_time_since_maintenance else []
-    )
-    values = frame[numeric].to_numpy(dtype=np.float64)
-    bad = pd.Series(~np.isfinite(values).all(axis=1), index=frame.index, dtype=float)
-    # A missing or non-finite value spoils every window that contains it, and only those.
-    spoiled = (
-        bad.groupby(frame[schema.MACHINE].to_numpy(), sort=False)
-        .transform(lambda b: b.rolling(state.window_length, min_periods=1).max())
-        .to_numpy(dtype=bool)
-    )
-    new = frame["_new"].to_numpy(dtype=bool)
-    short = frame["_position"].to_numpy() < state.window_length
-    need = f"the model needs {state.window_length}"
-    skipped.append(
-        _skips(
-            frame[new & short],
-            "window_too_short",
-            frame.loc[new & short, "_position"].map(
-                lambda n: f"{int(n)} reading(s) so far, {need}"
-            ),
-        )
-    )
-    unscorable = new & ~short & spoiled
-    skipped.append(
-        _skips(frame[unscorable], "unscorable_values", "a model input in its window is missing")
-    )
+        _skips(frame[new & short], "window_too_short",
+               positions.map(lambda n: f"{int(n)} reading(s) so far, {need}")),
+        _skips(frame[new & ~short & spoiled], "unscorable_values",
+               "a model input in its window is missing"),
+    ]  # fmt: skip
     scorable = new & ~short & ~spoiled
     rows = pd.DataFrame(columns=list(RISK_HISTORY_COLUMNS))
     if scorable.any():
-        # Filled values only reach windows that are already excluded above.
-        filled = frame.drop(columns=["_new", "_position"])
-        filled[numeric] = np.where(np.isfinite(values), values, 0.0)
-        keys = pd.MultiIndex.from_frame(filled[[schema.MACHINE, schema.CYCLE]])
-        features = compute_features(filled, state).set_index([schema.MACHINE, schema.CYCLE])
-        chosen = features.reindex(keys)[scorable].reset_index()
-        scored = model.predict(chosen)
-        rows = pd.DataFrame(
-            {
-                "batch_id": batch_id,
-                schema.MACHINE: chosen[schema.MACHINE].astype(str).to_numpy(),
-                schema.CYCLE: chosen[schema.CYCLE].to_numpy(dtype=np.int64),
-                schema.TIMESTAMP: _timestamps(frame[scorable]),
-                **{c: scored[c].to_numpy() for c in SCORE_COLUMNS},
-            }
-        )
-        rows["alert"] = rows["risk_level"].isin(RISK_ALERT_LEVELS) | rows["anomaly_alert"].astype(
-            bool
-        )
-        rows["model_name"] = model_name
-        rows["model_version"] = str(model_version)
-        rows["scored_at"] = now
+        rows = _score_rows(model, frame, scorable).assign(
+            batch_id=batch_id, model_name=model_name, model_version=str(model_version),
+            scored_at=now,
+        )[list(RISK_HISTORY_COLUMNS)]  # fmt: skip
     return LiveScores(rows=rows, skipped=pd.concat(skipped, ignore_index=True))
+
+
+def _numeric_inputs(state: FeatureState) -> list[str]:
+    tsm = [schema.TIME_SINCE_MAINTENANCE] if state.use_time_since_maintenance else []
+    return list(state.sensors) + tsm
+
+
+def spoiled_windows(frame: pd.DataFrame, numeric: list[str], window_length: int) -> np.ndarray:
+    """Mask of readings whose window holds a missing or non-finite model input.
+
+    A bad value spoils the windows that contain it (its own and the next
+    ``window_length - 1`` of its machine) and only those.
+    """
+    import pandas as pd
+
+    values = frame[numeric].to_numpy(dtype=np.float64)
+    bad = pd.Series(~np.isfinite(values).all(axis=1), index=frame.index, dtype=float)
+    return (
+        bad.groupby(frame[schema.MACHINE].to_numpy(), sort=False)
+        .transform(lambda b: b.rolling(window_length, min_periods=1).max())
+        .to_numpy(dtype=bool)
+    )
+
+
+def _score_rows(model: FleetModel, frame: pd.DataFrame, scorable: np.ndarray) -> pd.DataFrame:
+    """Keys, timestamp, scores and alert flag of the ``scorable`` rows of ``frame``."""
+    import pandas as pd
+
+    from pdm_core.features import compute_features
+
+    state = model.feature_state
+    numeric = _numeric_inputs(state)
+    filled = frame.drop(columns=["_new", "_position"])
+    values = filled[numeric].to_numpy(dtype=np.float64)
+    # Filled values only reach windows that spoiled_windows has already excluded.
+    filled[numeric] = np.where(np.isfinite(values), values, 0.0)
+    keys = pd.MultiIndex.from_frame(filled[[schema.MACHINE, schema.CYCLE]])
+    features = compute_features(filled, state).set_index([schema.MACHINE, schema.CYCLE])
+    chosen = features.reindex(keys)[scorable].reset_index()
+    scored = model.predict(chosen)
+    rows = pd.DataFrame(
+        {
+            schema.MACHINE: chosen[schema.MACHINE].astype(str).to_numpy(),
+            schema.CYCLE: chosen[schema.CYCLE].to_numpy(dtype=np.int64),
+            schema.TIMESTAMP: _timestamps(frame[scorable]),
+            **{c: scored[c].to_numpy() for c in SCORE_COLUMNS},
+        }
+    )
+    high = rows["risk_level"].isin(RISK_ALERT_LEVELS).to_numpy()
+    rows["alert"] = high | rows["anomaly_alert"].to_numpy(dtype=bool)
+    return rows
 
 
 def _timestamps(frame: pd.DataFrame) -> np.ndarray:
