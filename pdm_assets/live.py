@@ -48,6 +48,9 @@ def batches_before(context: dg.AssetExecutionContext, batch: str) -> list[str]:
     group_name=INGESTION_GROUP,
     deps=[LANDED_TELEMETRY, CHAMPION_MODEL],
     kinds={"duckdb"},
+    # The run's steps share one process (the definitions' executor): scoring goes before the
+    # drift report, whose Evidently import alone takes seconds.
+    op_tags={"dagster/priority": "10"},
 )
 def machine_risk(
     context: dg.AssetExecutionContext,
@@ -98,9 +101,7 @@ def machine_risk(
         now=now, future_tolerance=pd.Timedelta(minutes=config.future_tolerance_minutes),
     )  # fmt: skip
     stored_in = warehouse.replace_partition(RISK_HISTORY, "batch_id", batch, result.rows)
-    raised = alerts.raise_alerts(
-        risk_alerts(result.rows.to_dict("records"), now.date().isoformat())
-    )
+    raised = alerts.raise_alerts(risk_alerts(result.alerting_rows(), now.date().isoformat()))
     new_alerts = sum(outcome.status != "duplicate" for outcome in raised)
     log_outcome(context, batch, champion, len(readings), result, new_alerts)
     return dg.MaterializeResult(

@@ -72,6 +72,10 @@ class LiveScores:
     rows: pd.DataFrame
     skipped: pd.DataFrame
 
+    def alerting_rows(self) -> list[dict]:
+        """The scored readings flagged ``alert`` (the only ones that can raise an alert)."""
+        return self.rows[self.rows["alert"].astype(bool)].to_dict("records")
+
     def skipped_by_reason(self) -> dict[str, int]:
         """Count of skipped readings per reason (every reason listed, zeros included)."""
         counts = self.skipped["reason"].value_counts()
@@ -219,12 +223,13 @@ def spoiled_windows(frame: pd.DataFrame, numeric: list[str], window_length: int)
     import pandas as pd
 
     values = frame[numeric].to_numpy(dtype=np.float64)
-    bad = pd.Series(~np.isfinite(values).all(axis=1), index=frame.index, dtype=float)
-    return (
-        bad.groupby(frame[schema.MACHINE].to_numpy(), sort=False)
-        .transform(lambda b: b.rolling(window_length, min_periods=1).max())
-        .to_numpy(dtype=bool)
-    )
+    bad = pd.Series(~np.isfinite(values).all(axis=1), index=frame.index, dtype=np.int64)
+    # Bad values among the machine's last window_length readings: a running count minus the
+    # count window_length readings earlier (both per machine, rows in reading order).
+    machine = frame[schema.MACHINE].to_numpy()
+    so_far = bad.groupby(machine, sort=False).cumsum()
+    before = so_far.groupby(machine, sort=False).shift(window_length, fill_value=0)
+    return (so_far - before).to_numpy() > 0
 
 
 def _score_rows(model: FleetModel, frame: pd.DataFrame, scorable: np.ndarray) -> pd.DataFrame:

@@ -16,6 +16,10 @@ telemetry:
 concurrency:
   runs:
     max_concurrent_runs: 1
+# A queued run starts within a second (the default checks every 5 s): a landed batch's scores
+# wait for its ingestion run.
+run_queue:
+  dequeue_interval_seconds: 1
 """
 
 

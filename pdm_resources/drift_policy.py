@@ -68,10 +68,8 @@ class DriftPolicy(dg.ConfigurableResource):
             raise ValueError(f"drift policy from the environment ({names}): {error}") from error
         return policy
 
-    def settings(self):  # type: ignore[no-untyped-def]
-        """As :class:`pdm_core.drift.DriftSettings`."""
-        from pdm_core.drift import DriftSettings
-
+    def settings(self) -> DriftSettings:
+        """These values as the settings :func:`pdm_core.drift.ks_drift` takes."""
         return DriftSettings(
             alpha=self.alpha,
             correction=self.correction,

@@ -136,3 +136,28 @@ def test_a_late_reading_and_an_unknown_machine_are_reported_not_scored(home: dic
     assert risk["scored"] == 0
     assert risk["skipped"]["late"] == 1
     assert risk["skipped"]["window_too_short"] == 5
+
+
+def test_a_new_champion_scores_from_the_next_batch_on(home: dict) -> None:
+    import mlflow
+
+    tracking = home["resources"]["mlflow_tracking"]
+    client = mlflow.MlflowClient(tracking.tracking_uri, registry_uri=tracking.tracking_uri)
+    old = client.get_model_version_by_alias(tracking.registered_model, "champion")
+    new = client.create_model_version(tracking.registered_model, old.source, run_id=old.run_id)
+    client.set_registered_model_alias(tracking.registered_model, "champion", new.version)
+    before = query(home, "select batch_id, model_version from pdm.risk_history")
+
+    batch = land(home, 6, "after-promotion")
+    risk = metadata(ingest(home, batch), "machine_risk")
+    assert risk["model_version"] == str(new.version) and risk["scored"] == MACHINES * PER_BATCH
+    after = query(home, "select batch_id, model_version from pdm.risk_history")
+    assert set(after.loc[after["batch_id"] == batch, "model_version"]) == {str(new.version)}
+    # The batches scored before the promotion keep the version that scored them.
+    kept = after[after["batch_id"] != batch]
+    assert (
+        kept.sort_values(list(kept.columns))
+        .reset_index(drop=True)
+        .equals(before.sort_values(list(before.columns)).reset_index(drop=True))
+    )
+    assert set(kept["model_version"]) == {str(old.version)}

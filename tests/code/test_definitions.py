@@ -48,3 +48,16 @@ def test_unpartitioned_jobs_select_no_per_batch_asset() -> None:
             k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys
         }
         assert not keys & set(PER_BATCH_ASSETS), (name, keys & set(PER_BATCH_ASSETS))
+
+
+def test_ingestion_scores_in_its_own_process_before_the_other_steps() -> None:
+    """A landed batch's scores wait for no step process and no drift report (run in order)."""
+    from pdm_core.names import INGEST_JOB, MACHINE_RISK
+
+    job = defs.resolve_job_def(INGEST_JOB)
+    assert job.executor_def is dg.in_process_executor
+    priority = {
+        node.name: int(node.definition.tags.get("dagster/priority", 0)) for node in job.graph.nodes
+    }
+    assert len(priority) > 2 and max(priority, key=priority.get) == MACHINE_RISK
+    assert all(p < priority[MACHINE_RISK] for name, p in priority.items() if name != MACHINE_RISK)

@@ -21,7 +21,12 @@ from pdm_core.landing import (
 )
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
 from pdm_resources.landing_zone import LandedFile, LocalLandingZone
-from sensors_schedules.landing_sensor import MAX_FILES_PER_TICK, landing_zone_sensor, plan_tick
+from sensors_schedules.landing_sensor import (
+    LANDING_INTERVAL_SECONDS,
+    MAX_FILES_PER_TICK,
+    landing_zone_sensor,
+    plan_tick,
+)
 
 # ---------------------------------------------------------------------- plan_tick (pure)
 
@@ -321,6 +326,6 @@ def test_same_bytes_under_another_name_share_the_content_hash(tmp_path: Path) ->
 
 def test_sensor_definition() -> None:
     assert landing_zone_sensor.job_name == "ingest_telemetry"
-    assert landing_zone_sensor.minimum_interval_seconds == 15
+    assert landing_zone_sensor.minimum_interval_seconds == LANDING_INTERVAL_SECONDS == 4
     assert landing_zone_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert landing_zone_sensor.required_resource_keys == {"landing_zone"}
