@@ -4,7 +4,9 @@
 reading on its own window, reaching back into earlier batches and the training source for the
 readings before it (:mod:`pdm_core.live_scoring`), writes one row per scored reading into
 ``pdm.risk_history`` (replacing the batch's partition, so a retried run or a backfill leaves
-it as one run would) and raises HIGH/CRITICAL risk and anomaly alerts through the alert sink.
+it as one run would), raises HIGH/CRITICAL risk and anomaly alerts through the alert sink and
+records the batch in ``pdm.scored_batches`` (version, counts, when its file landed and when
+its scores were stored).
 """
 
 import time
@@ -19,9 +21,11 @@ from pdm_core.live_scoring import LiveScores
 from pdm_core.names import (
     CHAMPION_MODEL,
     INGESTION_GROUP,
+    LANDED_AT_TAG,
     LANDED_TELEMETRY,
     MACHINE_RISK,
     RISK_HISTORY,
+    SCORED_BATCHES,
     TELEMETRY_BATCHES,
 )
 from pdm_resources.alerts import AlertSink
@@ -103,6 +107,14 @@ def machine_risk(
     stored_in = warehouse.replace_partition(RISK_HISTORY, "batch_id", batch, result.rows)
     raised = alerts.raise_alerts(risk_alerts(result.alerting_rows(), now.date().isoformat()))
     new_alerts = sum(outcome.status != "duplicate" for outcome in raised)
+    landed = landed_at(context)
+    stored = pd.Timestamp(datetime.now(UTC)).tz_localize(None)  # risk rows and alerts are in
+    record = pd.DataFrame([{
+        "batch_id": batch, "model_version": champion, "readings": len(readings),
+        "scored": len(result.rows), "alerts_raised": new_alerts,
+        "landed_at": pd.NaT if landed is None else landed, "scored_at": now, "stored_at": stored,
+    }]).astype({"landed_at": "datetime64[ns]"})  # fmt: skip
+    warehouse.replace_partition(SCORED_BATCHES, "batch_id", batch, record)
     log_outcome(context, batch, champion, len(readings), result, new_alerts)
     return dg.MaterializeResult(
         metadata={
@@ -117,9 +129,27 @@ def machine_risk(
             "alerts_raised": new_alerts,
             "score_seconds": round(time.perf_counter() - started, 3),
             "ingest_to_score_seconds": seconds_since_ingestion(readings, now),
+            "landing_to_score_seconds": seconds_since(landed, stored),
             "stored_in": stored_in,
         }
     )
+
+
+def landed_at(context: dg.AssetExecutionContext) -> pd.Timestamp | None:
+    """When the batch's file was written (naive UTC), from the landing sensor's run tag."""
+    tag = context.run.tags.get(LANDED_AT_TAG)
+    if not tag:
+        return None  # launched by hand or by a backfill: no file time to measure from
+    try:
+        return pd.Timestamp(tag).tz_convert("UTC").tz_localize(None)
+    except (ValueError, TypeError):
+        context.log.warning(f"run tag {LANDED_AT_TAG}={tag!r} is not an ISO time; ignored")
+        return None
+
+
+def seconds_since(moment: pd.Timestamp | None, now: pd.Timestamp) -> float | None:
+    """Seconds from ``moment`` to ``now`` (both naive UTC), None when ``moment`` is unknown."""
+    return None if moment is None else round((now - moment).total_seconds(), 3)
 
 
 def seconds_since_ingestion(readings: pd.DataFrame, now: pd.Timestamp) -> float | None:

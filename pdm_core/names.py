@@ -15,6 +15,9 @@ MACHINE_RISK = "machine_risk"
 RISK_HISTORY = "risk_history"
 """Warehouse table of every live score (written by :data:`MACHINE_RISK`, one partition per
 batch)."""
+SCORED_BATCHES = "scored_batches"
+"""Warehouse table with one row per batch scored by :data:`MACHINE_RISK`: which version scored
+it, when its file landed and when its scores were stored (the landing-to-score latency)."""
 FLEET_HEALTH = "fleet_health"
 DRIFT_REPORT = "drift_report"
 TRAINING_SET = "training_set"
@@ -29,6 +32,10 @@ INGESTION_GROUP = "ingestion"
 
 TELEMETRY_BATCHES = "telemetry_batches"
 """Dynamic partition set of :data:`LANDED_TELEMETRY`: one partition per landed file."""
+
+LANDED_AT_TAG = "pdm/landed_at"
+"""Run tag the landing sensor sets: when the batch's file was written (ISO 8601, UTC), so that
+scoring can tell how long a reading took from the landing zone to its risk score."""
 
 PROMOTION_GATE = "not_worse_than_champion"
 """The blocking asset check on :data:`FLEET_MODEL_CANDIDATE` that stops a worse model."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from pdm_core.names import INGEST_JOB, TELEMETRY_BATCHES
+from pdm_core.names import INGEST_JOB, LANDED_AT_TAG, TELEMETRY_BATCHES
 from pdm_resources.landing_zone import LandedFile, LandingZone
 
 MAX_FILES_PER_TICK = 25
@@ -70,6 +71,11 @@ minimum just under that lets every loop tick (5 s would skip every other loop: 1
 wait for the next tick is most of a landed reading's way to its risk score."""
 
 
+def landed_at(mtime_ns: int) -> str:
+    """A file's modification time as the ISO 8601 UTC value of :data:`LANDED_AT_TAG`."""
+    return datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).isoformat()
+
+
 @dg.sensor(
     job_name=INGEST_JOB,
     minimum_interval_seconds=LANDING_INTERVAL_SECONDS,
@@ -92,6 +98,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
         )
         return dg.SensorResult(skip_reason=reason, cursor=new_cursor)
     keys = [batch for _, batch in decision.batches]
+    written = {entry.name: entry.mtime_ns for entry in files}
     context.log.info(
         f"{len(keys)} new file(s): {', '.join(name for name, _ in decision.batches)}"
         + (f"; {decision.deferred} left for the next tick" if decision.deferred else "")
@@ -101,7 +108,11 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
             dg.RunRequest(
                 run_key=batch,
                 partition_key=batch,
-                tags={"pdm/landed_file": name[:200], "pdm/trigger": "landing_zone"},
+                tags={
+                    "pdm/landed_file": name[:200],
+                    "pdm/trigger": "landing_zone",
+                    LANDED_AT_TAG: landed_at(written[name]),
+                },
             )
             for name, batch in decision.batches
         ],

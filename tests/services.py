@@ -231,3 +231,54 @@ def dagster_dev_server(env: dict[str, str], log: Path, timeout: float = 240) -> 
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(process)
+
+
+@contextmanager
+def prometheus_server(jobs: dict[str, str], interval_s: float = 1.0) -> Iterator[str]:
+    """Starts Debian's ``prometheus`` on 127.0.0.1 scraping ``jobs`` and yields its base URL.
+
+    Args:
+        jobs: Job name -> ``host:port`` of a ``/metrics`` endpoint.
+        interval_s: Scrape interval.
+    """
+    binary = require_binary("prometheus")
+    directory = Path(tempfile.mkdtemp(prefix="pdm-prometheus-"))
+    config, log = directory / "prometheus.yml", directory / "prometheus.log"
+    scrape = "\n".join(
+        f"  - job_name: {name}\n    static_configs:\n      - targets: ['{target}']"
+        for name, target in jobs.items()
+    )
+    every = f"{round(interval_s * 1000)}ms"  # Prometheus durations take no fractions
+    config.write_text(
+        f"global:\n  scrape_interval: {every}\n  evaluation_interval: {every}\n"
+        f"scrape_configs:\n{scrape}\n"
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {log.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError as error:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"prometheus: {log.read_text()[-3000:]}") from error
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)

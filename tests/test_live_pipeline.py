@@ -8,6 +8,7 @@ sensor would run them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -18,6 +19,7 @@ from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
 from pdm_core.feed import FeedConfig, batch_frame
 from pdm_core.landing import batch_id, write_batch
+from pdm_core.names import LANDED_AT_TAG
 from pdm_platform import definitions
 from pdm_resources.telemetry_source import TelemetrySource
 from tests.pipeline_resources import local_resources
@@ -51,12 +53,12 @@ def land(home: dict, number: int, name: str, frame: pd.DataFrame | None = None) 
     return batch_id(path.name, path.read_bytes())
 
 
-def ingest(home: dict, batch: str) -> dg.ExecuteInProcessResult:
+def ingest(home: dict, batch: str, tags: dict | None = None) -> dg.ExecuteInProcessResult:
     home["instance"].add_dynamic_partitions("telemetry_batches", [batch])
     job = definitions.defs.resolve_job_def("ingest_telemetry")
     result = job.execute_in_process(
         partition_key=batch, resources=home["resources"], instance=home["instance"],
-        raise_on_error=False,
+        raise_on_error=False, tags=tags,
     )  # fmt: skip
     assert result.success
     return result
@@ -76,8 +78,17 @@ def query(home: dict, sql: str) -> pd.DataFrame:
 
 def test_every_landed_reading_is_scored_once_per_model_version(home: dict) -> None:
     batch = land(home, 0, "live-0")
-    first = ingest(home, batch)
+    written = datetime.now(UTC) - timedelta(seconds=30)  # as the landing sensor tags its runs
+    first = ingest(home, batch, tags={LANDED_AT_TAG: written.isoformat()})
     risk = metadata(first, "machine_risk")
+    assert 30 <= risk["landing_to_score_seconds"] < 30 + 600
+    (record,) = query(home, f"select * from pdm.scored_batches where batch_id = '{batch}'")[
+        ["landed_at", "stored_at", "scored", "model_version"]
+    ].itertuples(index=False)
+    assert record.scored == MACHINES * PER_BATCH and record.model_version == risk["model_version"]
+    landed = pd.Timestamp(written.replace(tzinfo=None))
+    assert abs((record.landed_at - landed).total_seconds()) < 1e-3
+    assert record.stored_at > record.landed_at
     assert risk["readings"] == MACHINES * PER_BATCH
     # The training source supplies the windows' earlier readings: nothing is too short.
     assert risk["scored"] == MACHINES * PER_BATCH, risk["skipped"]

@@ -583,10 +583,14 @@ def test_dagster_values_wire_the_run_launcher_and_user_code():
     )
 
 
-def test_dashboard_uses_the_metrics_the_service_exports():
+def test_dashboard_uses_the_metrics_the_service_and_the_fleet_exporter_export():
     source = (REPO_ROOT / "bento_service" / "service.py").read_text(encoding="utf-8")
     exported = re.findall(r'name="(pdm_\w+)"', source)
     assert len(exported) >= 4, exported
+    fleet = (REPO_ROOT / "pdm_platform" / "fleet_metrics.py").read_text(encoding="utf-8")
+    from_fleet = re.findall(r'MetricFamily\(\s*"(pdm_\w+)"', fleet)
+    assert len(from_fleet) >= 5, from_fleet
+    exported += from_fleet
     dashboards = list((TF_DIR / "dashboards").glob("*.json"))
     assert dashboards
     exprs = " ".join(
@@ -596,7 +600,8 @@ def test_dashboard_uses_the_metrics_the_service_exports():
         for target in panel.get("targets", [])
     )
     for metric in exported:
-        assert re.search(rf"\b{metric}(_bucket|_count|_sum)?\b", exprs), metric
+        assert re.search(rf"\b{metric}(_bucket|_count|_sum|_total)?\b", exprs), metric
     used = set(re.findall(r"\bpdm_\w+", exprs))
-    known = {m + suffix for m in exported for suffix in ("", "_bucket", "_count", "_sum")}
+    suffixes = ("", "_bucket", "_count", "_sum", "_total")
+    known = {m + suffix for m in exported for suffix in suffixes}
     assert used <= known, used - known

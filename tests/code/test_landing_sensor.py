@@ -19,6 +19,7 @@ from pdm_core.landing import (
     split_against_existing,
     write_batch,
 )
+from pdm_core.names import LANDED_AT_TAG
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
 from pdm_resources.landing_zone import LandedFile, LocalLandingZone
 from sensors_schedules.landing_sensor import (
@@ -239,6 +240,11 @@ def test_sensor_requests_one_run_per_new_file(tmp_path: Path) -> None:
     assert [r.partition_key for r in requests] == keys
     assert [r.tags["pdm/landed_file"] for r in requests] == list(expected)
     assert {r.tags["pdm/trigger"] for r in requests} == {"landing_zone"}
+    # when each file was written (two_files sets the modification times to 1 s and 2 s)
+    assert [r.tags[LANDED_AT_TAG] for r in requests] == [
+        "1970-01-01T00:00:01+00:00",
+        "1970-01-01T00:00:02+00:00",
+    ]
 
     (add,) = result.dynamic_partitions_requests or []
     assert isinstance(add, dg.AddDynamicPartitionsRequest)

@@ -1,0 +1,167 @@
+"""The live fleet's metrics for Prometheus, read from the warehouse at each scrape.
+
+Ingestion runs are short batch processes that Prometheus cannot scrape, so the figures come
+from what they leave behind: this small exporter (``make metrics-exporter``) opens the
+warehouse read-only on every scrape and turns its tables into metrics. Nothing is kept
+between scrapes, so the exporter can restart at any time and never disagrees with the
+warehouse; a Pushgateway would need one more component and would keep serving a batch's
+figures long after they stopped being true.
+
+Metrics:
+
+* ``pdm_fleet_machines{risk_level}``: machines per risk level in ``pdm.fleet_health`` (the
+  newest score of each machine); ``pdm_fleet_silent_machines``: those reporting nothing;
+* ``pdm_alerts_raised_total{kind}``: alerts recorded in ``pdm.alerts`` since the start;
+* ``pdm_landing_to_score_seconds``: per landed batch, its file's write to its risk rows and
+  alerts stored (a histogram over ``pdm.scored_batches``, the batches the landing sensor
+  launched), and ``pdm_last_landing_to_score_seconds`` for the newest one;
+* ``pdm_warehouse_up``: 0 while the warehouse cannot be read (a run holds its write lock, or
+  it does not exist yet); the other metrics are then left out of that scrape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+LATENCY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+DEFAULT_PORT = 9108
+
+
+class FleetCollector:
+    """A Prometheus collector over the warehouse file at ``path`` (opened per scrape)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[Any]:
+        """The metrics of one scrape (``pdm_warehouse_up`` 0 alone when it cannot be read)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        up = GaugeMetricFamily("pdm_warehouse_up", "1 when the warehouse could be read")
+        try:
+            figures = read_figures(self.path)
+        except Exception:  # locked by a run or not there yet: said by pdm_warehouse_up
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families(figures)
+
+
+def read_figures(path: Path) -> dict[str, Any]:
+    """The warehouse's figures: level counts, silent machines, alerts by kind, batch latencies."""
+    import duckdb
+
+    if not path.exists():
+        raise FileNotFoundError(path)
+    with duckdb.connect(str(path), read_only=True) as db:
+        tables = {row[0] for row in db.execute(
+            "select table_name from information_schema.tables where table_schema = 'pdm'"
+        ).fetchall()}  # fmt: skip
+        levels: dict[str, int] = dict.fromkeys(RISK_LEVELS, 0)
+        silent = 0
+        if "fleet_health" in tables:
+            for level, count in db.execute(
+                "select risk_level, count(*) from pdm.fleet_health group by risk_level"
+            ).fetchall():
+                levels[str(level)] = int(count)
+            columns = {r[0] for r in db.execute("describe pdm.fleet_health").fetchall()}
+            if "silent" in columns:
+                silent = int(db.execute(
+                    "select count(*) from pdm.fleet_health where silent"
+                ).fetchall()[0][0])  # fmt: skip
+        alerts: dict[str, int] = {}
+        if "alerts" in tables:
+            alerts = {
+                str(kind): int(count)
+                for kind, count in db.execute(
+                    "select kind, count(*) from pdm.alerts group by kind"
+                ).fetchall()
+            }
+        latencies: list[float] = []
+        if "scored_batches" in tables:
+            latencies = [
+                float(row[0])
+                for row in db.execute(
+                    "select epoch(stored_at) - epoch(landed_at) from pdm.scored_batches "
+                    "where landed_at is not null order by stored_at"
+                ).fetchall()
+            ]
+    return {"levels": levels, "silent": silent, "alerts": alerts, "latencies": latencies}
+
+
+def families(figures: dict[str, Any]) -> Iterator[Any]:
+    """The metric families of :func:`read_figures`'s figures."""
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+
+    machines = GaugeMetricFamily(
+        "pdm_fleet_machines", "Machines per risk level (newest score)", labels=["risk_level"]
+    )
+    for level, count in figures["levels"].items():
+        machines.add_metric([level], count)
+    yield machines
+    yield GaugeMetricFamily(
+        "pdm_fleet_silent_machines", "Machines reporting nothing", value=figures["silent"]
+    )
+    alerts = CounterMetricFamily("pdm_alerts_raised", "Alerts recorded", labels=["kind"])
+    for kind, count in sorted(figures["alerts"].items()):
+        alerts.add_metric([kind], count)
+    yield alerts
+    latencies = figures["latencies"]
+    buckets = [(str(b), sum(v <= b for v in latencies)) for b in LATENCY_BUCKETS]
+    buckets.append(("+Inf", len(latencies)))
+    yield HistogramMetricFamily(
+        "pdm_landing_to_score_seconds",
+        "Landed file written -> its risk rows stored, per batch",
+        buckets=buckets,
+        sum_value=sum(latencies),
+    )
+    if latencies:
+        yield GaugeMetricFamily(
+            "pdm_last_landing_to_score_seconds",
+            "Landing to score of the newest scored batch",
+            value=latencies[-1],
+        )
+
+
+def serve(path: Path, port: int, host: str = "127.0.0.1") -> None:
+    """Serves ``/metrics`` for the warehouse at ``path`` until interrupted."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(path))  # type: ignore[arg-type]
+    start_http_server(port, addr=host, registry=registry)
+    print(f"fleet metrics of {path} on http://{host}:{port}/metrics", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pdm_platform.fleet_metrics [--port N] [--warehouse PATH]``."""
+    from pdm_core.paths import warehouse_path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
+    parser.add_argument("--warehouse", type=Path, default=None, help="default: $PDM_HOME's")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.warehouse or warehouse_path(), args.port, args.host)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
