@@ -53,14 +53,16 @@ def land(home: dict, number: int, name: str, frame: pd.DataFrame | None = None) 
     return batch_id(path.name, path.read_bytes())
 
 
-def ingest(home: dict, batch: str, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+def ingest(
+    home: dict, batch: str, tags: dict | None = None, succeed: bool = True
+) -> dg.ExecuteInProcessResult:
     home["instance"].add_dynamic_partitions("telemetry_batches", [batch])
     job = definitions.defs.resolve_job_def("ingest_telemetry")
     result = job.execute_in_process(
         partition_key=batch, resources=home["resources"], instance=home["instance"],
         raise_on_error=False, tags=tags,
     )  # fmt: skip
-    assert result.success
+    assert result.success or not succeed
     return result
 
 
@@ -172,3 +174,19 @@ def test_a_new_champion_scores_from_the_next_batch_on(home: dict) -> None:
         .equals(before.sort_values(list(before.columns)).reset_index(drop=True))
     )
     assert set(kept["model_version"]) == {str(old.version)}
+
+
+def test_a_batch_without_a_sensor_the_champion_needs_fails_naming_it_and_scores_nothing(
+    home: dict,
+) -> None:
+    config = FeedConfig(n_machines=MACHINES, start_step=STEPS, steps_per_batch=PER_BATCH)
+    frame = batch_frame(config, 7).assign(vibration=float("nan"))
+    batch = land(home, 7, "no-vibration", frame)
+    result = ingest(home, batch, succeed=False)
+    assert not result.success
+    failure = result.failure_data_for_node("landed_telemetry")
+    assert failure is not None
+    assert "no-vibration.parquet" in str(failure.error) and "'vibration'" in str(failure.error)
+    assert not any(e.asset_key.to_user_string() == "machine_risk"
+                   for e in result.get_asset_materialization_events())  # fmt: skip
+    assert home["resources"]["warehouse"].scored_versions(batch) == set()
