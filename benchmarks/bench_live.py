@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 
 BLOCK = "live"
 HEADING = "## Live fleet scoring"
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 TOLERANCE = pd.Timedelta(minutes=10)
 
 
@@ -172,7 +171,7 @@ def service_windows_per_second(
     import requests
 
     from benchmarks.bench_service import start, stop
-    from bento_service.arrow_batch import arrow_from_frame
+    from bento_service.arrow_batch import ARROW_STREAM, arrow_from_frame
     from bento_service.schemas import WindowContract
 
     state = model.feature_state
@@ -245,7 +244,8 @@ def latency(batches: int, timeout: float) -> list[dict[str, float]]:
             for _ in range(batches):
                 landed = time.time()
                 ((name, batch),) = land(FeedConfig(), 1)
-                written = os.path.getmtime(_landed_path(name)) if _landed_path(name) else landed
+                path = _landed_path(name)
+                written = os.path.getmtime(path) if path else landed
                 run = wait_until(f"the ingestion run of {name}",
                                  lambda b=batch: clock.run_for_partition(b), timeout)  # fmt: skip
                 if run.status.value != "SUCCESS":

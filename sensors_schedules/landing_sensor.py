@@ -67,8 +67,8 @@ def plan_tick(
 
 LANDING_INTERVAL_SECONDS = 4
 """Minimum seconds between the sensor's ticks. The daemon's sensor loop wakes every 5 s; a
-minimum just under that lets every loop tick (5 s would skip every other loop: 10 s), and the
-wait for the next tick is most of a landed reading's way to its risk score."""
+minimum just under that lets every loop tick (5 s would skip every other loop: 10 s); the wait
+for the next tick is part of a landed reading's way to its risk score."""
 
 
 def landed_at(mtime_ns: int) -> str:
