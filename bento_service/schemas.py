@@ -13,7 +13,6 @@ This module must not import Dagster.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,13 +22,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from bento_service.settings import serve_settings
+
 if TYPE_CHECKING:  # pandas and scipy stay out of BentoML's main process (cold start)
     from pdm_core.features import FeatureState
 
-MAX_READINGS = int(os.environ.get("PDM_SERVE_MAX_READINGS", "1000"))
-"""Most readings accepted in one machine's window."""
-MAX_BATCH = int(os.environ.get("PDM_SERVE_MAX_BATCH", "5000"))
-"""Most machines accepted in one ``/predict_batch`` call."""
+MAX_READINGS = serve_settings().max_readings
+"""Most readings accepted in one machine's window (``PDM_SERVE_MAX_READINGS``)."""
+MAX_BATCH = serve_settings().max_batch
+"""Most machines accepted in one ``/predict_batch`` call (``PDM_SERVE_MAX_BATCH``)."""
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 """``/predict_batch`` also takes the fleet's readings as an Arrow IPC stream (or file)."""
 ARROW_MEDIA_TYPES = (ARROW_STREAM, "application/vnd.apache.arrow.file")

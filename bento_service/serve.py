@@ -17,14 +17,12 @@ This module must not import Dagster: it runs in the serving process.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
 
 from bento_service import worker_sockets
-
-SHARED_SOCKET_ENV = "PDM_SERVE_SHARED_SOCKET"
+from bento_service.settings import serve_settings
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -32,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml_cli.cli import cli
 
-    if os.environ.get(SHARED_SOCKET_ENV, "0") in ("", "0", "false", "False"):
+    if not serve_settings().shared_socket:  # also: a bad PDM_SERVE_* value stops it here
         worker_sockets.install()
     args = list(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="pdm-serve-metrics-") as metrics:

@@ -48,7 +48,8 @@ def test_without_a_model_the_answer_is_503_at_once(monkeypatch) -> None:
 
 
 def test_the_wait_is_bounded(monkeypatch) -> None:
-    monkeypatch.setattr(service_module, "READY_WAIT_S", 0.3)
+    waiting = service_module.SETTINGS.model_copy(update={"ready_wait_s": 0.3})
+    monkeypatch.setattr(service_module, "SETTINGS", waiting)
     hang = threading.Event()
     instance = worker(monkeypatch, lambda self: hang.wait(5))
     started = time.perf_counter()
