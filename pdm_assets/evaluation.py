@@ -9,6 +9,7 @@ import pandas as pd
 
 from pdm_assets.metadata import markdown_table
 from pdm_assets.models import (
+    CANDIDATE_INS,
     CANDIDATES,
     GROUP,
     last_cycle_protocol,
@@ -68,19 +69,14 @@ def _embed(plots: dict[str, bytes], title: str) -> str:
     return f"### {title}\n\n" + "\n".join(images) if images else ""
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, ins=CANDIDATE_INS)
 def model_evaluation(
     context: dg.AssetExecutionContext,
     mlflow_tracking: MlflowTracking,
     training_set: pd.DataFrame,
     feature_state: dict,
     dataset_info: dict,
-    risk_classifier_keras: dict,
-    risk_classifier_sklearn: dict,
-    rul_regressor_keras: dict,
-    rul_regressor_sklearn: dict,
-    rul_regressor_ensemble: dict,
-    anomaly_detector_keras: dict,
+    **candidates: dict,
 ) -> dg.Output[dict]:
     """Test metrics of every candidate (logged to its MLflow run as test_*), plots, cards.
 
@@ -91,14 +87,6 @@ def model_evaluation(
 
     from pdm_core.models.evaluation import evaluate_component
 
-    candidates = {
-        "risk_classifier_keras": risk_classifier_keras,
-        "risk_classifier_sklearn": risk_classifier_sklearn,
-        "rul_regressor_keras": rul_regressor_keras,
-        "rul_regressor_sklearn": rul_regressor_sklearn,
-        "rul_regressor_ensemble": rul_regressor_ensemble,
-        "anomaly_detector_keras": anomaly_detector_keras,
-    }
     data = test_split(training_set, feature_state)
     horizon = int(dataset_info.get("horizon") or 30)
     results: dict[str, dict] = {}

@@ -6,9 +6,9 @@ list, the feature definition and its thresholds to one MLflow run, and registers
 ``pdm-<candidate>`` in the model registry. TensorFlow is imported inside the asset bodies only.
 """
 
+import dataclasses
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from pdm_core.features import FeatureState
 from pdm_core.models import training
 from pdm_core.models.data import ModelData, TrainingDataError, model_data
 from pdm_core.models.trained import TrainedModel
-from pdm_core.models.training import EnsembleParams, TrainingParams
+from pdm_core.models.training import EnsembleParams, Trainer, TrainingParams
 from pdm_resources.mlflow_tracking import MlflowTracking
 
 GROUP = "models"
@@ -152,8 +152,8 @@ def train_candidate(
     context: dg.AssetExecutionContext,
     tracking: MlflowTracking,
     name: str,
-    train: Callable[[ModelData, TrainingParams, Callable[[int, dict[str, float]], None]], Any],
-    config: TrainingSettings,
+    train: Trainer,
+    params: TrainingParams,
     training_set: pd.DataFrame,
     feature_state: dict,
     data_version: str,
@@ -179,7 +179,7 @@ def train_candidate(
             context.log.info(f"{name} epoch {epoch + 1}: {shown}")
 
         try:
-            model = train(data, config.params(), on_epoch)
+            model = train(data, params, on_epoch)
         except TrainingDataError as error:
             mlflow.set_tag("pdm.skipped", str(error))
             context.log.warning(f"{name} not trained: {error}")
@@ -223,15 +223,13 @@ def train_candidate(
     )
 
 
-Trainer = Callable[[ModelData, TrainingParams, int, Callable[[int, dict[str, float]], None]], Any]
-
-
 def _candidate_asset(  # type: ignore[no-untyped-def]
     name: str, description: str, train: Trainer, settings: type[TrainingSettings] = TrainingSettings
 ):
-    """An asset that trains one candidate with ``train(data, params, horizon, on_epoch)``.
+    """An asset that trains one candidate with ``train(data, params, on_epoch)``.
 
-    ``settings`` is its run configuration class (its ``params()`` is what ``train`` gets).
+    ``settings`` is its run configuration class: ``train`` gets its ``params()`` with the
+    data source's horizon.
     """
 
     @dg.asset(name=name, group_name=GROUP, description=description)
@@ -243,14 +241,18 @@ def _candidate_asset(  # type: ignore[no-untyped-def]
         feature_state: dict,
         dataset_info: dict,
     ) -> dg.Output[dict]:
-        horizon = int(dataset_info.get("horizon") or 30)
         return train_candidate(
-            context, mlflow_tracking, name,
-            lambda data, params, on_epoch: train(data, params, horizon, on_epoch),
-            config, training_set, feature_state, training_data_version(context),
+            context, mlflow_tracking, name, train, candidate_params(config, dataset_info),
+            training_set, feature_state, training_data_version(context),
         )  # fmt: skip
 
     return _asset
+
+
+def candidate_params(config: TrainingSettings, dataset_info: dict) -> TrainingParams:
+    """The run's hyperparameters with the data source's label horizon."""
+    horizon = int(dataset_info.get("horizon") or 30)
+    return dataclasses.replace(config.params(), horizon=horizon)
 
 
 def training_data_version(context: dg.AssetExecutionContext) -> str:
@@ -266,16 +268,12 @@ risk_classifier_keras = _candidate_asset(
     "risk_classifier_keras",
     "TensorFlow/Keras MLP: probability of failure within the horizon; class-weighted, "
     "early-stopped on validation PR-AUC.",
-    lambda data, params, horizon, on_epoch: training.train_risk_classifier_keras(
-        data, params, on_epoch
-    ),
+    training.train_risk_classifier_keras,
 )
 rul_regressor_keras = _candidate_asset(
     "rul_regressor_keras",
     "TensorFlow/Keras MLP: remaining useful life, piecewise-linear target capped at rul_cap.",
-    lambda data, params, horizon, on_epoch: training.train_rul_regressor_keras(
-        data, params, on_epoch
-    ),
+    training.train_rul_regressor_keras,
 )
 anomaly_detector_keras = _candidate_asset(
     "anomaly_detector_keras",
@@ -286,25 +284,13 @@ anomaly_detector_keras = _candidate_asset(
 risk_classifier_sklearn = _candidate_asset(
     "risk_classifier_sklearn",
     "scikit-learn HistGradientBoosting baseline for the failure risk (class-balanced).",
-    lambda data, params, horizon, on_epoch: training.train_risk_classifier_sklearn(data, params),
+    training.train_risk_classifier_sklearn,
 )
 rul_regressor_sklearn = _candidate_asset(
     "rul_regressor_sklearn",
     "scikit-learn HistGradientBoosting baseline for the capped RUL.",
-    lambda data, params, horizon, on_epoch: training.train_rul_regressor_sklearn(data, params),
+    training.train_rul_regressor_sklearn,
 )
-
-
-def _train_ensemble(
-    data: ModelData,
-    params: TrainingParams,
-    horizon: int,
-    on_epoch: Callable[[int, dict[str, float]], None],
-) -> TrainedModel:
-    """The averaged RUL regressor's trainer (its asset's config gives EnsembleParams)."""
-    if not isinstance(params, EnsembleParams):
-        raise TypeError(f"rul_regressor_ensemble needs EnsembleParams, got {type(params)}")
-    return training.train_rul_regressor_ensemble(data, params, on_epoch)
 
 
 rul_regressor_ensemble = _candidate_asset(
@@ -312,7 +298,7 @@ rul_regressor_ensemble = _candidate_asset(
     "Average of a scikit-learn HistGradientBoosting and a Keras MLP RUL regressor, both "
     "trained here on the window means and slopes (plus the non-window columns); weights fixed "
     "by config, chosen on validation engines. Served without TensorFlow (numpy export).",
-    _train_ensemble,
+    training.train_rul_regressor_ensemble,
     EnsembleSettings,
 )
 
@@ -324,6 +310,9 @@ CANDIDATES = (
     "rul_regressor_ensemble",
     "anomaly_detector_keras",
 )
+"""Every candidate asset, in the order evaluation reports them."""
+CANDIDATE_INS = {name: dg.AssetIn(name) for name in CANDIDATES}
+"""The candidates as inputs of an asset that takes them all (as ``**candidates``)."""
 
 
 def test_split(training_set: pd.DataFrame, feature_state: dict) -> ModelData:

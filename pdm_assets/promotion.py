@@ -21,6 +21,7 @@ from pydantic import Field
 
 from pdm_assets.metadata import check_result
 from pdm_assets.models import (
+    CANDIDATE_INS,
     GROUP,
     last_cycle_protocol,
     load_component,
@@ -36,7 +37,14 @@ from pdm_core.models.data import ModelData, SplitData
 from pdm_core.models.direction import check_directions, sample_windows
 from pdm_core.models.evaluation import rul_protocol_rows
 from pdm_core.models.trained import TrainedModel
-from pdm_core.promotion import PromotionDecision, PromotionPolicy, decide
+from pdm_core.promotion import (
+    PromotionDecision,
+    PromotionPolicy,
+    applicable_policy,
+    choose_components,
+    decide,
+    ties,
+)
 from pdm_core.registry import download_bundle
 from pdm_resources.mlflow_tracking import CHAMPION, MlflowTracking
 
@@ -115,15 +123,6 @@ def direction_checks(
     }
 
 
-def _best(candidates: dict[str, dict], kind: str, metric: str) -> str | None:
-    usable = [c for c in candidates.values() if c.get("kind") == kind and not c.get("skipped")]
-    if not usable:
-        return None
-    higher = metrics.HIGHER_IS_BETTER[metric]
-    chosen = sorted(usable, key=lambda c: c["validation"][metric], reverse=higher)[0]
-    return str(chosen["name"])
-
-
 def load_fleet_model(
     tracking: MlflowTracking, alias: str = CHAMPION, serving: bool = False
 ) -> tuple[FleetModel, Any]:
@@ -158,6 +157,7 @@ def champion_test_matrix(
 
 @dg.asset(
     group_name=GROUP,
+    ins=CANDIDATE_INS,
     check_specs=[
         dg.AssetCheckSpec(
             "not_worse_than_champion", asset="fleet_model_candidate", blocking=True,
@@ -175,100 +175,29 @@ def fleet_model_candidate(
     feature_state: dict,
     dataset_info: dict,
     raw_telemetry: pd.DataFrame,
-    risk_classifier_keras: dict,
-    risk_classifier_sklearn: dict,
-    rul_regressor_keras: dict,
-    rul_regressor_sklearn: dict,
-    rul_regressor_ensemble: dict,
-    anomaly_detector_keras: dict,
+    **candidates: dict,
 ):  # type: ignore[no-untyped-def]
     """Best components bundled, registered, and judged against the champion."""
-    import mlflow
-
-    candidates = {
-        c["name"]: c
-        for c in (
-            risk_classifier_keras,
-            risk_classifier_sklearn,
-            rul_regressor_keras,
-            rul_regressor_sklearn,
-            rul_regressor_ensemble,
-            anomaly_detector_keras,
-        )
-    }
     state = FeatureState.from_dict(feature_state)
     data = test_split(training_set, feature_state)
-    loaded: dict[str, TrainedModel] = {}
-
-    def component(name: str) -> TrainedModel:
-        if name not in loaded:
-            loaded[name] = load_component(mlflow_tracking, candidates[name]["run_id"])
-        return loaded[name]
-
-    directions = direction_checks(candidates, component, state, data, raw_telemetry, dataset_info)
-    failed = {n for n, results in directions.items() if not all(r["passed"] for r in results)}
-    if failed:
-        context.log.warning(f"risk classifiers failing the direction check: {sorted(failed)}")
-    eligible = {n: c for n, c in candidates.items() if n not in failed}
-    if not any(c.get("kind") == "risk_classifier" for c in eligible.values()):
-        context.log.warning("every risk classifier fails the direction check; choosing among all")
-        eligible = candidates
-    chosen = {
-        "risk_classifier": _best(eligible, "risk_classifier", "pr_auc"),
-        "rul_regressor": _best(candidates, "rul_regressor", "rmse"),
-        "anomaly_detector": None
-        if anomaly_detector_keras.get("skipped")
-        else str(anomaly_detector_keras["name"]),
-    }
-    if chosen["risk_classifier"] is None:
-        raise ValueError("no risk classifier was trained; see the candidate assets' logs")
-    components = {kind: component(name) for kind, name in chosen.items() if name is not None}
-    thresholds = RiskThresholds(config.risk_medium, config.risk_high, config.risk_critical)
-    bundle = FleetModel(
-        state, components, thresholds, info={"chosen": chosen, "direction_checks": directions}
+    bundle = assemble_bundle(
+        context, config, mlflow_tracking, candidates, state, data, raw_telemetry, dataset_info
     )
-    last_cycle = last_cycle_protocol(dataset_info)
-    challenger = bundle_metrics(bundle, data, last_cycle)
-    bundle.info.update(data_version=training_data_version(context), test_metrics=challenger)
-    bundle.example = example_window(bundle, raw_telemetry, data)
     bundle.reference = reference_sample(training_set, state)
-
-    client = mlflow_tracking.client()
-    champion_metrics: dict[str, float] | None = None
-    champion_version = None
-    try:
-        champion, version = load_fleet_model(mlflow_tracking)
-        champion_version = str(version.version)
-        champion_data = champion_test_matrix(champion, raw_telemetry, data)
-        champion_metrics = bundle_metrics(champion, champion_data, last_cycle)
-    except mlflow.exceptions.MlflowException as error:
-        context.log.info(f"no current champion ({error.error_code})")
+    last_cycle = last_cycle_protocol(dataset_info)
+    challenger = bundle.info["test_metrics"]
+    champion_version, champion_metrics = champion_on_same_test(
+        context, mlflow_tracking, raw_telemetry, data, last_cycle
+    )
     policy = applicable_policy(config.policy(), challenger)
     decision = decide(challenger, champion_metrics, policy)
-    tie = _ties(decision, policy)
-
-    with mlflow.start_run(run_name="fleet_model") as run:
-        mlflow.set_tags({**decision.to_tags(), "dagster.run_id": context.run_id,
-                         "pdm.chosen": str(chosen)})  # fmt: skip
-        mlflow.log_metrics({f"test_{k}": v for k, v in challenger.items() if v == v})
-        with tempfile.TemporaryDirectory() as tmp:
-            directory = bundle.save(Path(tmp) / "bundle")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=pyfunc_model(),
-                artifacts={"bundle": str(directory)},
-                code_paths=[str(Path(__file__).resolve().parents[1] / "pdm_core")],
-                pip_requirements=requirements(),
-                registered_model_name=mlflow_tracking.registered_model,
-            )
-    version = str(info.registered_model_version)
-    for key, value in decision.to_tags().items():
-        client.set_model_version_tag(mlflow_tracking.registered_model, version, key, value)
-    context.log.info(f"fleet model v{version}: {decision.reason}")
+    tie = ties(decision, policy)
+    version, run_id = register_bundle(context, mlflow_tracking, bundle, decision)
+    chosen, directions = bundle.info["chosen"], bundle.info["direction_checks"]
     yield dg.Output(
         {
             "version": version,
-            "run_id": run.info.run_id,
+            "run_id": run_id,
             "promote": decision.promote,
             "tie": tie,
             "reason": decision.reason,
@@ -296,6 +225,104 @@ def fleet_model_candidate(
     )  # fmt: skip
 
 
+def assemble_bundle(
+    context: dg.AssetExecutionContext,
+    config: PromotionSettings,
+    mlflow_tracking: MlflowTracking,
+    candidates: dict[str, dict],
+    state: FeatureState,
+    data: ModelData,
+    raw_telemetry: pd.DataFrame,
+    dataset_info: dict,
+) -> FleetModel:
+    """The fleet model of the chosen components, with its test metrics and self-test example.
+
+    Risk classifiers are direction-checked first (:func:`direction_checks`); the choice itself
+    is :func:`pdm_core.promotion.choose_components`.
+    """
+    loaded: dict[str, TrainedModel] = {}
+
+    def component(name: str) -> TrainedModel:
+        if name not in loaded:
+            loaded[name] = load_component(mlflow_tracking, candidates[name]["run_id"])
+        return loaded[name]
+
+    directions = direction_checks(candidates, component, state, data, raw_telemetry, dataset_info)
+    failed = {n for n, results in directions.items() if not all(r["passed"] for r in results)}
+    if failed:
+        context.log.warning(f"risk classifiers failing the direction check: {sorted(failed)}")
+    chosen = choose_components(candidates, failed)
+    if chosen["risk_classifier"] in failed:
+        context.log.warning("every risk classifier fails the direction check; choosing among all")
+    components = {kind: component(name) for kind, name in chosen.items() if name is not None}
+    thresholds = RiskThresholds(config.risk_medium, config.risk_high, config.risk_critical)
+    bundle = FleetModel(
+        state, components, thresholds, info={"chosen": chosen, "direction_checks": directions}
+    )
+    test_metrics = bundle_metrics(bundle, data, last_cycle_protocol(dataset_info))
+    bundle.info.update(data_version=training_data_version(context), test_metrics=test_metrics)
+    bundle.example = example_window(bundle, raw_telemetry, data)
+    return bundle
+
+
+def champion_on_same_test(
+    context: dg.AssetExecutionContext,
+    mlflow_tracking: MlflowTracking,
+    raw_telemetry: pd.DataFrame,
+    data: ModelData,
+    last_cycle: bool,
+) -> tuple[str | None, dict[str, float] | None]:
+    """The current champion's version and its metrics on the candidate's test rows.
+
+    The champion is featurised with its own feature definition. ``(None, None)`` when there
+    is no champion yet.
+    """
+    import mlflow
+
+    try:
+        champion, version = load_fleet_model(mlflow_tracking)
+    except mlflow.exceptions.MlflowException as error:
+        context.log.info(f"no current champion ({error.error_code})")
+        return None, None
+    champion_data = champion_test_matrix(champion, raw_telemetry, data)
+    return str(version.version), bundle_metrics(champion, champion_data, last_cycle)
+
+
+def register_bundle(
+    context: dg.AssetExecutionContext,
+    mlflow_tracking: MlflowTracking,
+    bundle: FleetModel,
+    decision: PromotionDecision,
+) -> tuple[str, str]:
+    """Logs the bundle as an MLflow pyfunc model and registers it; returns (version, run id).
+
+    The decision is recorded as tags on both the run and the model version.
+    """
+    import mlflow
+
+    with mlflow.start_run(run_name="fleet_model") as run:
+        mlflow.set_tags({**decision.to_tags(), "dagster.run_id": context.run_id,
+                         "pdm.chosen": str(bundle.info["chosen"])})  # fmt: skip
+        test_metrics = bundle.info["test_metrics"]
+        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if v == v})
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = bundle.save(Path(tmp) / "bundle")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=pyfunc_model(),
+                artifacts={"bundle": str(directory)},
+                code_paths=[str(Path(__file__).resolve().parents[1] / "pdm_core")],
+                pip_requirements=requirements(),
+                registered_model_name=mlflow_tracking.registered_model,
+            )
+    version = str(info.registered_model_version)
+    client = mlflow_tracking.client()
+    for key, value in decision.to_tags().items():
+        client.set_model_version_tag(mlflow_tracking.registered_model, version, key, value)
+    context.log.info(f"fleet model v{version}: {decision.reason}")
+    return version, run.info.run_id
+
+
 def example_window(bundle: FleetModel, raw_telemetry: pd.DataFrame, data: ModelData) -> dict:
     """The bundle's self-test example: the first test machine's last full window."""
     counts = raw_telemetry[schema.MACHINE].astype(str).value_counts()
@@ -304,25 +331,6 @@ def example_window(bundle: FleetModel, raw_telemetry: pd.DataFrame, data: ModelD
         if counts.get(machine, 0) >= bundle.feature_state.window_length:
             return make_example(bundle, raw_telemetry, machine)
     raise ValueError("no test machine has a full feature window to serve as self-test example")
-
-
-def applicable_policy(policy: PromotionPolicy, challenger: dict[str, float]) -> PromotionPolicy:
-    """Drops guards the data cannot measure (no RUL labels: no ``rmse``).
-
-    A guard that was measured but came out NaN stays, and the decision names it.
-    """
-    guards = tuple(g for g in policy.guards if g in challenger)
-    return PromotionPolicy(policy.primary, guards, policy.min_improvement, policy.guard_tolerance)
-
-
-def _ties(decision: PromotionDecision, policy: PromotionPolicy) -> bool:
-    """Same primary value as the champion and no guard regression (e.g. a seeded retrain)."""
-    if decision.champion is None or decision.promote:
-        return False
-    a = decision.challenger.get(policy.primary)
-    b = decision.champion.get(policy.primary)
-    same = a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(b))
-    return bool(same and not decision.regressions)
 
 
 @dg.asset(group_name=GROUP)

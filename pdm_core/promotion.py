@@ -12,6 +12,7 @@ the champion on the challenger's test set before calling :func:`decide`.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from pdm_core.metrics import HIGHER_IS_BETTER
@@ -240,3 +241,66 @@ def decide(
         )
         return result(False, reason + skip_note)
     return result(True, f"{comparison} and no guard regressed" + skip_note)
+
+
+COMPONENT_METRICS = {"risk_classifier": "pr_auc", "rul_regressor": "rmse"}
+"""The validation metric that picks the best candidate of each kind."""
+
+
+def best_candidate(candidates: Mapping[str, dict], kind: str) -> str | None:
+    """The trained candidate of ``kind`` with the best validation metric, None if none.
+
+    A kind without a metric in :data:`COMPONENT_METRICS` (the anomaly detector) has at most
+    one candidate, which is taken as it is. Ties keep the first candidate given.
+    """
+    usable = [c for c in candidates.values() if c.get("kind") == kind and not c.get("skipped")]
+    if not usable:
+        return None
+    metric = COMPONENT_METRICS.get(kind)
+    if metric is None:
+        return str(usable[0]["name"])
+    higher = HIGHER_IS_BETTER[metric]
+    return str(sorted(usable, key=lambda c: c["validation"][metric], reverse=higher)[0]["name"])
+
+
+def choose_components(
+    candidates: Mapping[str, dict], failed_direction: Collection[str] = ()
+) -> dict[str, str | None]:
+    """The candidate that fills each part of the fleet model (kind -> candidate name or None).
+
+    Risk classifiers that failed the direction check are passed over, unless every one of
+    them failed: a fleet model needs a classifier, and the check's results travel with it.
+
+    Raises:
+        ValueError: No risk classifier was trained at all.
+    """
+    eligible = {n: c for n, c in candidates.items() if n not in failed_direction}
+    if best_candidate(eligible, "risk_classifier") is None:
+        eligible = dict(candidates)
+    chosen = {
+        "risk_classifier": best_candidate(eligible, "risk_classifier"),
+        "rul_regressor": best_candidate(candidates, "rul_regressor"),
+        "anomaly_detector": best_candidate(candidates, "anomaly_detector"),
+    }
+    if chosen["risk_classifier"] is None:
+        raise ValueError("no risk classifier was trained; see the candidate assets' logs")
+    return chosen
+
+
+def applicable_policy(policy: PromotionPolicy, challenger: Mapping[str, float]) -> PromotionPolicy:
+    """Drops guards the data cannot measure (no RUL labels: no ``rmse``).
+
+    A guard that was measured but came out NaN stays, and the decision names it.
+    """
+    guards = tuple(g for g in policy.guards if g in challenger)
+    return PromotionPolicy(policy.primary, guards, policy.min_improvement, policy.guard_tolerance)
+
+
+def ties(decision: PromotionDecision, policy: PromotionPolicy) -> bool:
+    """Same primary value as the champion and no guard regression (e.g. a seeded retrain)."""
+    if decision.champion is None or decision.promote:
+        return False
+    a = decision.challenger.get(policy.primary)
+    b = decision.champion.get(policy.primary)
+    same = a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(b))
+    return bool(same and not decision.regressions)

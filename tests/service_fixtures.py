@@ -45,11 +45,11 @@ def build_served_fleet(directory: Path) -> ServedFleet:
     with its self-test example, as the pipeline's ``fleet_model_candidate`` does."""
     config = SimulatorConfig(n_machines=16, n_steps=900, seed=5)
     fleet = simulated_fleet(config)
-    params = TrainingParams(epochs=5, boosting_iterations=60)
+    params = TrainingParams(epochs=5, boosting_iterations=60, horizon=config.horizon)
     components = {
         "risk_classifier": train_risk_classifier_sklearn(fleet.data, params),
         "rul_regressor": train_rul_regressor_sklearn(fleet.data, params),
-        "anomaly_detector": train_anomaly_detector_keras(fleet.data, params, config.horizon),
+        "anomaly_detector": train_anomaly_detector_keras(fleet.data, params),
     }
     model = FleetModel(fleet.state, components, info={"data_version": "test-data-v1"})
     first = str(fleet.telemetry["machine_id"].iloc[0])

@@ -1,8 +1,9 @@
 """Training of the candidate components: TensorFlow/Keras networks and scikit-learn baselines.
 
-Seeds are fixed and TensorFlow runs with deterministic ops, so training on CPU is
-reproducible. Long trainings report every epoch through ``on_epoch`` (the assets forward it to
-the Dagster log and to MLflow step metrics).
+Every trainer takes ``(data, params, on_epoch)`` (:data:`Trainer`). Seeds are fixed and
+TensorFlow runs with deterministic ops, so training on CPU is reproducible. Trainings report
+every epoch or boosting iteration through ``on_epoch`` (the assets forward it to the Dagster
+log and to MLflow step metrics).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pdm_core.models.data import ModelData, SplitData, Standardizer, TrainingDat
 from pdm_core.models.trained import TrainedModel
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+"""Called with the epoch (or boosting iteration) number and its metrics."""
+Trainer = Callable[["ModelData", "TrainingParams", "EpochCallback | None"], TrainedModel]
+"""What every ``train_*`` function here is."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class TrainingParams:
         healthy_margin: Readings with rul > healthy_margin x horizon count as healthy for the
             autoencoder (all readings without a failure label when RUL is unknown).
         boosting_iterations: Maximum iterations of the gradient-boosting baselines.
+        horizon: The data's label horizon in readings (``failure_within_h``); the source
+            sets it, and it is what ``healthy_margin`` multiplies.
     """
 
     seed: int = 42
@@ -49,6 +55,7 @@ class TrainingParams:
     anomaly_quantile: float = 0.99
     healthy_margin: float = 3.0
     boosting_iterations: int = 300
+    horizon: int = 30
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict for MLflow params."""
@@ -74,6 +81,18 @@ def _epoch_callback(on_epoch: EpochCallback | None) -> Any:
                 on_epoch(epoch, {k: float(v) for k, v in (logs or {}).items()})
 
     return _Report()
+
+
+def _boosting_history(model: Any, on_epoch: EpochCallback | None) -> dict[str, list[float]]:
+    """A fitted gradient-boosting model's validation score per iteration, also reported.
+
+    scikit-learn fits the whole model in one call, so iterations are reported once it ends.
+    """
+    scores = [float(s) for s in model.validation_score_]
+    if on_epoch is not None:
+        for iteration, score in enumerate(scores):
+            on_epoch(iteration, {"validation_score": score})
+    return {"validation_score": scores}
 
 
 def _mlp(inputs: int, hidden: tuple[int, ...], dropout: float, output: str) -> Any:
@@ -170,15 +189,15 @@ def healthy_mask(label: np.ndarray, rul: np.ndarray, horizon: int, margin: float
 
 
 def train_anomaly_detector_keras(
-    data: ModelData, params: TrainingParams, horizon: int, on_epoch: EpochCallback | None = None
+    data: ModelData, params: TrainingParams, on_epoch: EpochCallback | None = None
 ) -> TrainedModel:
     """Autoencoder on healthy readings; alert threshold from a healthy validation quantile."""
     import keras
 
     _seed_everything(params.seed)
-    train_ok = healthy_mask(data.train.label, data.train.rul, horizon, params.healthy_margin)
+    train_ok = healthy_mask(data.train.label, data.train.rul, params.horizon, params.healthy_margin)
     val_ok = healthy_mask(
-        data.validation.label, data.validation.rul, horizon, params.healthy_margin
+        data.validation.label, data.validation.rul, params.horizon, params.healthy_margin
     )
     if train_ok.sum() < 10 or val_ok.sum() < 10:
         raise TrainingDataError("too few healthy readings (< 10) to train the anomaly detector")
@@ -215,7 +234,9 @@ def train_anomaly_detector_keras(
     return trained
 
 
-def train_risk_classifier_sklearn(data: ModelData, params: TrainingParams) -> TrainedModel:
+def train_risk_classifier_sklearn(
+    data: ModelData, params: TrainingParams, on_epoch: EpochCallback | None = None
+) -> TrainedModel:
     """HistGradientBoosting baseline for P(failure within horizon), class-balanced."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -225,14 +246,16 @@ def train_risk_classifier_sklearn(data: ModelData, params: TrainingParams) -> Tr
         early_stopping=True, validation_fraction=0.1, random_state=params.seed,
     )  # fmt: skip
     model.fit(scaler.transform(data.train.X), data.train.label)
-    history = {"validation_score": [float(s) for s in model.validation_score_]}
+    history = _boosting_history(model, on_epoch)
     return TrainedModel(
         "risk_classifier", "sklearn", model, scaler, list(data.features),
         params={**params.to_dict(), "iterations_run": int(model.n_iter_)}, history=history,
     )  # fmt: skip
 
 
-def train_rul_regressor_sklearn(data: ModelData, params: TrainingParams) -> TrainedModel:
+def train_rul_regressor_sklearn(
+    data: ModelData, params: TrainingParams, on_epoch: EpochCallback | None = None
+) -> TrainedModel:
     """HistGradientBoosting baseline for the capped RUL."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -244,7 +267,7 @@ def train_rul_regressor_sklearn(data: ModelData, params: TrainingParams) -> Trai
         validation_fraction=0.1, random_state=params.seed,
     )  # fmt: skip
     model.fit(scaler.transform(data.train.X), np.minimum(data.train.rul, params.rul_cap))
-    history = {"validation_score": [float(s) for s in model.validation_score_]}
+    history = _boosting_history(model, on_epoch)
     return TrainedModel(
         "rul_regressor", "sklearn", model, scaler, list(data.features),
         params={**params.to_dict(), "iterations_run": int(model.n_iter_)}, history=history,
@@ -284,7 +307,7 @@ class EnsembleParams(TrainingParams):
 
 
 def train_rul_regressor_ensemble(
-    data: ModelData, params: EnsembleParams, on_epoch: EpochCallback | None = None
+    data: ModelData, params: TrainingParams, on_epoch: EpochCallback | None = None
 ) -> TrainedModel:
     """Average of a HistGradientBoosting and a Keras MLP RUL regressor, on ``member_stats``.
 
@@ -294,6 +317,8 @@ def train_rul_regressor_ensemble(
     """
     from pdm_core.models.ensemble import AveragedRegressor, member_columns
 
+    if not isinstance(params, EnsembleParams):
+        raise TypeError(f"the averaged RUL regressor needs EnsembleParams, got {type(params)}")
     if not 0.0 <= params.network_weight <= 1.0:
         raise ValueError(f"network_weight must be in [0, 1], got {params.network_weight}")
     if not data.has_rul:

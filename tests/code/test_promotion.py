@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from pdm_core.promotion import PromotionDecision, PromotionPolicy, decide
+from pdm_core.promotion import (
+    PromotionDecision,
+    PromotionPolicy,
+    applicable_policy,
+    choose_components,
+    decide,
+    ties,
+)
 
 CHAMPION = {"pr_auc": 0.790, "rmse": 20.0, "roc_auc": 0.900, "f1": 0.6}
 
@@ -190,3 +197,57 @@ def test_policy_and_decision_are_frozen() -> None:
     assert isinstance(decision, PromotionDecision)
     with pytest.raises(dataclasses.FrozenInstanceError):
         decision.promote = False  # type: ignore[misc]
+
+
+def candidate(name: str, kind: str, skipped: bool = False, **validation: float) -> dict:
+    if skipped:
+        return {"name": name, "skipped": "no RUL labels"}
+    return {"name": name, "kind": kind, "validation": validation}
+
+
+CANDIDATES = {
+    "clf_a": candidate("clf_a", "risk_classifier", pr_auc=0.70),
+    "clf_b": candidate("clf_b", "risk_classifier", pr_auc=0.80),
+    "rul_a": candidate("rul_a", "rul_regressor", rmse=20.0),
+    "rul_b": candidate("rul_b", "rul_regressor", rmse=15.0),
+    "anomaly": candidate("anomaly", "anomaly_detector"),
+}
+
+
+def test_each_part_is_the_best_candidate_of_its_kind_on_validation() -> None:
+    assert choose_components(CANDIDATES) == {
+        "risk_classifier": "clf_b",  # higher PR-AUC
+        "rul_regressor": "rul_b",  # lower RMSE
+        "anomaly_detector": "anomaly",
+    }
+
+
+def test_a_classifier_failing_the_direction_check_is_passed_over_unless_all_fail() -> None:
+    assert choose_components(CANDIDATES, {"clf_b"})["risk_classifier"] == "clf_a"
+    assert choose_components(CANDIDATES, {"clf_a", "clf_b"})["risk_classifier"] == "clf_b"
+
+
+def test_skipped_candidates_are_never_chosen() -> None:
+    some = {
+        **CANDIDATES,
+        "rul_a": candidate("rul_a", "", True),
+        "rul_b": candidate("rul_b", "", True),
+    }
+    some["anomaly"] = candidate("anomaly", "", True)
+    chosen = choose_components(some)
+    assert chosen["rul_regressor"] is None
+    assert chosen["anomaly_detector"] is None
+    with pytest.raises(ValueError, match="no risk classifier was trained"):
+        choose_components({"rul_b": CANDIDATES["rul_b"]})
+
+
+def test_guards_the_data_cannot_measure_are_dropped() -> None:
+    policy = applicable_policy(PromotionPolicy(), {"pr_auc": 0.8, "roc_auc": 0.9})
+    assert policy.guards == ("roc_auc",)
+
+
+def test_a_retrain_with_the_same_primary_value_ties_and_a_worse_one_does_not() -> None:
+    policy = PromotionPolicy()
+    assert ties(decide(dict(CHAMPION), CHAMPION, policy), policy)
+    assert not ties(decide(challenger(pr_auc=0.70), CHAMPION, policy), policy)
+    assert not ties(decide(challenger(), None, policy), policy)  # promoted, not a tie
