@@ -257,6 +257,14 @@ def batch_from_table(
     Raises:
         BatchRuleError: The first rule the table breaks.
     """
+    t, columns = _checked_columns(table, contract)
+    codes, starts, counts = _machine_runs(t, contract, max_machines, max_readings)
+    _check_order(t, codes)
+    return _latest_windows(t, contract, columns, codes[starts], starts + counts)
+
+
+def _checked_columns(table: pa.Table, contract: WindowContract) -> tuple[_Table, set[str]]:
+    """The table with its column names, once no column is repeated, unknown or missing."""
     repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if repeated:
         raise BatchRuleError(
@@ -295,7 +303,17 @@ def batch_from_table(
         absent = [n for n in required if n not in columns]
         if absent:
             raise BatchRuleError(rule, ["body", absent[0]], f"the table lacks {absent}")
+    return t, columns
 
+
+def _machine_runs(
+    t: _Table, contract: WindowContract, max_machines: int, max_readings: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's machine code, where each machine's rows start, and how many there are.
+
+    Each machine's rows must be together, their number within the limits, and the batch must
+    hold few enough machines.
+    """
     codes, names = t.labels(schema.MACHINE)
     t.machine_at, t.names = codes, names
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
@@ -328,7 +346,11 @@ def batch_from_table(
                 f"machine '{names[run_machine[i]]}' has {counts[i]} readings; "
                 f"the model needs {limit} {need}",
             )  # fmt: skip
+    return codes, starts, counts
 
+
+def _check_order(t: _Table, codes: np.ndarray) -> None:
+    """Each machine's readings oldest first, no reading repeated (``codes``: row -> machine)."""
     key_name, key = t.order_key()
     same_machine = codes[1:] == codes[:-1]
     steps = np.diff(key)
@@ -342,8 +364,15 @@ def batch_from_table(
         lambda row: f"{key_name} at {t.where(row)} is earlier than the one before; {oldest_first}",
     )  # fmt: skip
 
+
+def _latest_windows(
+    t: _Table, contract: WindowContract, columns: set[str], machines: np.ndarray, ends: np.ndarray
+) -> ArrowBatch:
+    """Each machine's last ``contract.window_length`` readings, every value checked.
+
+    ``machines`` are the machines' codes in batch order and ``ends`` where their rows end.
+    """
     length = contract.window_length
-    ends = starts + counts
     window = ends[:, None] - length + np.arange(length)
     last = ends - 1
     sensors = np.stack([t.numbers(s)[window] for s in contract.sensors])
@@ -378,7 +407,7 @@ def batch_from_table(
         time_since_maintenance=tsm,
         categories=categories,
     )
-    return ArrowBatch([names[m] for m in run_machine.tolist()], arrays, t.rows)
+    return ArrowBatch([t.names[m] for m in machines.tolist()], arrays, t.rows)
 
 
 def arrow_from_frame(readings: pd.DataFrame, contract: WindowContract) -> bytes:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
@@ -22,6 +23,9 @@ from pdm_resources.artifacts import ArtifactStore
 from pdm_resources.drift_policy import DriftPolicy
 from pdm_resources.mlflow_tracking import MlflowTracking
 from pdm_resources.warehouse import Warehouse
+
+if TYPE_CHECKING:  # the bundle module stays out of the definitions' import
+    from pdm_core.models.bundle import FleetModel
 
 
 def report_version(champion_version: str, batches: list[str], policy: DriftPolicy) -> str:
@@ -51,16 +55,11 @@ def drift_report(
 ):  # type: ignore[no-untyped-def]
     """KS drift of the newest landed batches against the champion's training reference."""
     from pdm_assets.promotion import load_fleet_model
-    from pdm_core.drift import ks_drift
-    from pdm_core.drift_inputs import current_features, monitored_features
 
     bundle, version = load_fleet_model(mlflow_tracking, serving=True)
     champion = str(version.version)
-    state = bundle.feature_state
-    columns = monitored_features(state)
     batches = warehouse.newest_batches(drift_policy.recent_batches)
     recent = warehouse.landed_readings(batches) if batches else pd.DataFrame()
-    settings = drift_policy.settings()
     data_version = report_version(champion, batches, drift_policy)
     metadata: dict[str, object] = {
         "champion_version": champion,
@@ -69,14 +68,7 @@ def drift_report(
     }
     # The verdict (dataset_drift) is ks_drift's and is recorded once, here; the check below
     # and the drift sensor both follow it rather than comparing the share again.
-    no_verdict = ""
-    if recent.empty:
-        no_verdict = "no landed telemetry yet"
-    elif bundle.reference is None:
-        no_verdict = (
-            f"champion v{champion} holds no drift reference; the next promoted model will "
-            "have one (run the retrain job)"
-        )
+    no_verdict = _why_no_verdict(recent, bundle, champion)
     if no_verdict:
         summary = {
             "champion_version": champion, "batches": batches, "drift_share": 0.0,
@@ -88,36 +80,13 @@ def drift_report(
         )
         context.log.warning(f"no drift verdict: {no_verdict}")
     else:
-        current = current_features(recent, state)
-        result = ks_drift(bundle.reference, current, columns, settings)
-        summary = {
-            "champion_version": champion,
-            "batches": batches,
-            "rows": len(recent),
-            "unseen_regime_share": round(float(1 - current["regime_known"].mean()), 6),
-            **result.summary(),
-        }
-        metadata.update(
-            drift_share=float(result.drift_share),
-            n_checked=int(result.n_checked),
-            n_drifted=int(result.n_drifted),
-            dataset_drift=bool(result.dataset_drift),
-            rows=len(recent),
-            machines=int(recent[schema.MACHINE].nunique()),
-            unseen_regime_share=summary["unseen_regime_share"],
-            features=dg.MetadataValue.md(markdown_table(result.table, max_rows=50, digits=6)),
-        )
-        if drift_policy.evidently_report:
-            checked = result.table.loc[result.table["verdict"] != "too few samples", "feature"]
-            if len(checked):
-                metadata["evidently_report"] = dg.MetadataValue.url(
-                    _evidently_html(
-                        artifacts, bundle.reference, current, list(checked), data_version
-                    )
-                )
+        summary, found = _tested(bundle, recent, drift_policy, artifacts, data_version)
+        summary = {"champion_version": champion, "batches": batches, **summary}
+        metadata.update(found)
         context.log.info(
-            f"drift share {result.drift_share:.2f} ({result.n_drifted}/{result.n_checked}) of "
-            f"{len(recent)} readings in {len(batches)} batch(es) vs champion v{champion}"
+            f"drift share {summary['drift_share']:.2f} ({summary['n_drifted']}/"
+            f"{summary['n_checked']}) of {len(recent)} readings in {len(batches)} batch(es) "
+            f"vs champion v{champion}"
         )
     yield dg.Output(summary, metadata=metadata, data_version=dg.DataVersion(data_version))
     share = float(summary["drift_share"])
@@ -127,6 +96,55 @@ def drift_report(
         n_drifted=summary["n_drifted"], n_checked=summary["n_checked"],
         reason=summary.get("reason", ""),
     )  # fmt: skip
+
+
+def _why_no_verdict(recent: pd.DataFrame, bundle: "FleetModel", champion: str) -> str:
+    """Why no drift test can run ("" when it can)."""
+    if recent.empty:
+        return "no landed telemetry yet"
+    if bundle.reference is None:
+        return (
+            f"champion v{champion} holds no drift reference; the next promoted model will "
+            "have one (run the retrain job)"
+        )
+    return ""
+
+
+def _tested(
+    bundle: "FleetModel",
+    recent: pd.DataFrame,
+    drift_policy: DriftPolicy,
+    artifacts: ArtifactStore,
+    data_version: str,
+) -> tuple[dict, dict[str, object]]:
+    """KS drift of ``recent`` against the champion's reference: the summary and metadata."""
+    from pdm_core.drift import ks_drift
+    from pdm_core.drift_inputs import current_features, monitored_features
+
+    assert bundle.reference is not None  # _why_no_verdict said so
+    current = current_features(recent, bundle.feature_state)
+    columns = monitored_features(bundle.feature_state)
+    result = ks_drift(bundle.reference, current, columns, drift_policy.settings())
+    summary = {
+        "rows": len(recent),
+        "unseen_regime_share": round(float(1 - current["regime_known"].mean()), 6),
+        **result.summary(),
+    }
+    metadata: dict[str, object] = {
+        "drift_share": float(result.drift_share),
+        "n_checked": int(result.n_checked),
+        "n_drifted": int(result.n_drifted),
+        "dataset_drift": bool(result.dataset_drift),
+        "rows": len(recent),
+        "machines": int(recent[schema.MACHINE].nunique()),
+        "unseen_regime_share": summary["unseen_regime_share"],
+        "features": dg.MetadataValue.md(markdown_table(result.table, max_rows=50, digits=6)),
+    }
+    checked = result.table.loc[result.table["verdict"] != "too few samples", "feature"]
+    if drift_policy.evidently_report and len(checked):
+        html = _evidently_html(artifacts, bundle.reference, current, list(checked), data_version)
+        metadata["evidently_report"] = dg.MetadataValue.url(html)
+    return summary, metadata
 
 
 def _evidently_html(

@@ -188,19 +188,7 @@ def ks_drift(
     """
     settings = settings or DriftSettings()
     columns = list(columns)
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if repeated:
-        raise ValueError(f"columns are repeated: {repeated}")
-    missing_ref = [c for c in columns if c not in reference.columns]
-    missing_cur = [c for c in columns if c not in current.columns]
-    if missing_ref or missing_cur:
-        parts = []
-        if missing_ref:
-            parts.append(f"missing from the reference frame: {missing_ref}")
-        if missing_cur:
-            parts.append(f"missing from the current frame: {missing_cur}")
-        raise ValueError("drift columns " + "; ".join(parts))
-
+    _check_columns(reference, current, columns)
     n_ref = np.zeros(len(columns), dtype=np.int64)
     n_cur = np.zeros(len(columns), dtype=np.int64)
     statistic = np.full(len(columns), np.nan)
@@ -218,34 +206,12 @@ def ks_drift(
     p_adjusted = np.full(len(columns), np.nan)
     p_adjusted[checked] = adjust_pvalues(p_value[checked], settings.correction)
     significant = checked & (p_adjusted < settings.alpha)
-    large = checked & (statistic >= settings.min_effect_size)
-    drifted = significant & large
-
-    verdicts, whys = [], []
-    for i in range(len(columns)):
-        if not checked[i]:
-            verdicts.append(TOO_FEW)
-            short = [
-                f"{side} {n} < {settings.min_samples} rows"
-                for side, n in (("reference", n_ref[i]), ("current", n_cur[i]))
-                if n < settings.min_samples
-            ]
-            whys.append("; ".join(short))
-        elif drifted[i]:
-            verdicts.append(DRIFT)
-            whys.append(
-                f"p_adj {p_adjusted[i]:.3g} < {settings.alpha:g} and "
-                f"D {statistic[i]:.3g} >= {settings.min_effect_size:g}"
-            )
-        elif significant[i]:
-            verdicts.append(NO_DRIFT)
-            whys.append(
-                f"D {statistic[i]:.3g} < {settings.min_effect_size:g} (significant but small)"
-            )
-        else:
-            verdicts.append(NO_DRIFT)
-            whys.append(f"p_adj {p_adjusted[i]:.3g} >= {settings.alpha:g}")
-
+    drifted = significant & (statistic >= settings.min_effect_size)
+    verdicts = [
+        _column_verdict(settings, n_ref[i], n_cur[i], statistic[i], p_adjusted[i],
+                        bool(significant[i]), bool(drifted[i]))
+        for i in range(len(columns))
+    ]  # fmt: skip
     table = pd.DataFrame(
         {
             "feature": pd.Series(columns, dtype=object),
@@ -255,18 +221,66 @@ def ks_drift(
             "p_value": p_value,
             "p_adjusted": p_adjusted,
             "drifted": drifted.astype(bool),
-            "verdict": pd.Series(verdicts, dtype=object),
-            "why": pd.Series(whys, dtype=object),
+            "verdict": pd.Series([verdict for verdict, _ in verdicts], dtype=object),
+            "why": pd.Series([why for _, why in verdicts], dtype=object),
         },
         columns=list(TABLE_COLUMNS),
     )
+    return _dataset_verdict(table, int(checked.sum()), int(drifted.sum()), settings)
 
-    n_checked, n_drifted = int(checked.sum()), int(drifted.sum())
+
+def _check_columns(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> None:
+    """Refuses repeated columns and columns missing from either frame, naming them."""
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise ValueError(f"columns are repeated: {repeated}")
+    missing_ref = [c for c in columns if c not in reference.columns]
+    missing_cur = [c for c in columns if c not in current.columns]
+    if missing_ref or missing_cur:
+        parts = []
+        if missing_ref:
+            parts.append(f"missing from the reference frame: {missing_ref}")
+        if missing_cur:
+            parts.append(f"missing from the current frame: {missing_cur}")
+        raise ValueError("drift columns " + "; ".join(parts))
+
+
+def _column_verdict(
+    settings: DriftSettings,
+    n_ref: int,
+    n_cur: int,
+    statistic: float,
+    p_adjusted: float,
+    significant: bool,
+    drifted: bool,
+) -> tuple[str, str]:
+    """One column's verdict and the sentence that explains it."""
+    if np.isnan(p_adjusted):
+        short = [
+            f"{side} {n} < {settings.min_samples} rows"
+            for side, n in (("reference", n_ref), ("current", n_cur))
+            if n < settings.min_samples
+        ]
+        return TOO_FEW, "; ".join(short)
+    if drifted:
+        return DRIFT, (
+            f"p_adj {p_adjusted:.3g} < {settings.alpha:g} and "
+            f"D {statistic:.3g} >= {settings.min_effect_size:g}"
+        )
+    if significant:
+        return NO_DRIFT, f"D {statistic:.3g} < {settings.min_effect_size:g} (significant but small)"
+    return NO_DRIFT, f"p_adj {p_adjusted:.3g} >= {settings.alpha:g}"
+
+
+def _dataset_verdict(
+    table: pd.DataFrame, n_checked: int, n_drifted: int, settings: DriftSettings
+) -> DriftResult:
+    """The dataset's verdict: drifted when the share of drifted columns reaches the threshold."""
     if n_checked == 0:
         share, dataset_drift = 0.0, False
         reason = (
             "no columns to check"
-            if not columns
+            if table.empty
             else f"no column had at least {settings.min_samples} finite rows on both sides"
         )
     else:

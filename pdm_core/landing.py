@@ -220,8 +220,32 @@ def read_landed_file(
     table, first_line = _read_table(path, data)
     if table.empty:
         raise LandedFileError(source, "the file holds no data rows")
-    columns = [str(c) for c in table.columns]
-    table.columns = columns
+    table.columns = [str(c) for c in table.columns]
+    _check_columns(source, list(table.columns), contract)
+    problems = _RowProblems(table)
+    frame = _typed_rows(table, contract, problems)
+    bad_rows = problems.rows()
+    exact = frame.duplicated(keep="first").to_numpy() & ~bad_rows
+    bad_rows |= _conflicting_keys(frame, bad_rows | exact, problems)
+    rejects = problems.rejects(source, first_line)
+    n = len(table)
+    rejected_rows = int(bad_rows.sum())
+    if rejected_rows > max_rejected_fraction * n:
+        first = rejects.iloc[0]
+        raise LandedFileError(
+            source,
+            f"{rejected_rows} of {n} rows are bad (more than {max_rejected_fraction:.0%}); "
+            f"first: {first['reason']} (value {first['value']!r})",
+            line=int(first["line"]),
+            column=str(first["column"]) or None,
+        )
+    keys = [schema.MACHINE, schema.CYCLE]
+    good = frame[~bad_rows & ~exact].sort_values(keys, kind="stable").reset_index(drop=True)
+    return LandedBatch(good, rejects, n, int(exact.sum()))
+
+
+def _check_columns(source: str, columns: list[str], contract: LandingContract) -> None:
+    """Refuses the file when a required column is missing or an unknown one is present."""
     missing = [c for c in contract.required if c not in columns]
     if missing:
         raise LandedFileError(source, f"missing required column(s) {missing}", column=missing[0])
@@ -233,21 +257,48 @@ def read_landed_file(
             f"unknown column(s) {unknown}; a landed file may hold {sorted(allowed)}",
             column=unknown[0],
         )
-    n = len(table)
-    lines = np.arange(n) + first_line
-    problems: list[tuple[int, str, object, str]] = []
 
-    def flag(mask: np.ndarray, column: str, reason: str) -> None:
+
+class _RowProblems:
+    """Every broken rule of a file's rows: row index, column, value and reason."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        self.found: list[tuple[int, str, object, str]] = []
+
+    def flag(self, mask: np.ndarray, column: str, reason: str) -> None:
+        """Records ``reason`` for each row where ``mask`` holds, with the row's raw value."""
         for i in np.flatnonzero(mask):
-            problems.append((int(i), column, table[column].iloc[i], reason))
+            self.found.append((int(i), column, self.table[column].iloc[i], reason))
 
+    def rows(self) -> np.ndarray:
+        """Which rows broke at least one rule."""
+        bad = np.zeros(len(self.table), dtype=bool)
+        bad[[i for i, _, _, _ in self.found]] = True
+        return bad
+
+    def rejects(self, source: str, first_line: int) -> pd.DataFrame:
+        """The problems as reject rows, in file order, each naming its line."""
+        return pd.DataFrame(
+            [(source, i + first_line, column, clip(value), reason)
+             for i, column, value, reason in sorted(self.found, key=lambda p: p[0])],
+            columns=list(schema.REJECT_COLUMNS),
+        )  # fmt: skip
+
+
+def _typed_rows(
+    table: pd.DataFrame, contract: LandingContract, problems: _RowProblems
+) -> pd.DataFrame:
+    """The file's rows in the warehouse's types; each value that breaks a rule is flagged."""
+    flag = problems.flag
+    columns = set(table.columns)
     machines = table[schema.MACHINE].astype(str).str.strip()
     flag((machines == "").to_numpy() | table[schema.MACHINE].isna().to_numpy(),
          schema.MACHINE, "empty machine id")  # fmt: skip
     cycles, bad = _numbers(table[schema.CYCLE])
     bad |= ~bad & ((cycles != np.round(cycles)) | (cycles < 0))
     flag(bad, schema.CYCLE, "cycle must be a non-negative integer")
-    out: dict[str, object] = {}
+    sensors: dict[str, object] = {}
     ranges = contract.sensor_ranges or {}
     for column in contract.numeric:
         values, bad = _numbers(table[column])
@@ -256,80 +307,67 @@ def read_landed_file(
             low, high = ranges[column]
             outside = ~bad & ((values < low) | (values > high))
             flag(outside, column, f"outside the plausible range [{low}, {high}]")
-        out[column] = values
-    optional_numbers = {}
+        sensors[column] = values
+    optional = {}
     for column in (schema.TIME_SINCE_MAINTENANCE, schema.RUL, schema.LABEL):
         if column in columns:
             raw = table[column]
-            blank = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
             values, bad = _numbers(raw)
+            blank = _blank(raw)
             flag(bad & ~blank, column, "not a number")
             values[blank] = np.nan
-            optional_numbers[column] = values
+            optional[column] = values
         else:
-            optional_numbers[column] = np.full(n, np.nan)
-    label = optional_numbers[schema.LABEL]
+            optional[column] = np.full(len(table), np.nan)
+    label = optional[schema.LABEL]
     flag(np.isfinite(label) & ~np.isin(label, (0.0, 1.0)), schema.LABEL, "label must be 0 or 1")
     timestamps = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns]")
     if schema.TIMESTAMP in columns:
         raw = table[schema.TIMESTAMP]
         parsed = pd.to_datetime(raw, errors="coerce", utc=True).dt.tz_localize(None)
-        blank = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
-        flag(parsed.isna().to_numpy() & ~blank, schema.TIMESTAMP, "not a date/time")
+        flag(parsed.isna().to_numpy() & ~_blank(raw), schema.TIMESTAMP, "not a date/time")
         timestamps = parsed.astype("datetime64[ns]")
-
-    bad_rows = np.zeros(n, dtype=bool)
-    for i, _, _, _ in problems:
-        bad_rows[i] = True
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             schema.MACHINE: machines,
             schema.CYCLE: np.where(np.isfinite(cycles), cycles, -1).astype(np.int64),
             schema.TIMESTAMP: timestamps,
             schema.REGIME: _text(table, schema.REGIME, schema.NO_REGIME),
-            **out,
+            **sensors,
             **{c: table[c].astype(str).str.strip() for c in contract.categoricals},
-            schema.TIME_SINCE_MAINTENANCE: optional_numbers[schema.TIME_SINCE_MAINTENANCE],
-            schema.RUL: optional_numbers[schema.RUL],
+            schema.TIME_SINCE_MAINTENANCE: optional[schema.TIME_SINCE_MAINTENANCE],
+            schema.RUL: optional[schema.RUL],
             schema.LABEL: label,
             schema.FAILURE_MODE: _text(table, schema.FAILURE_MODE, schema.UNKNOWN_MODE),
         }
     )
-    # Duplicates inside the file: an exact repeat is kept once (counted); a repeat of the key
-    # with other values is a conflict and both copies are rejected.
+
+
+def _conflicting_keys(
+    frame: pd.DataFrame, excluded: np.ndarray, problems: _RowProblems
+) -> np.ndarray:
+    """Rows sharing machine and cycle with another row of other values (both are rejected).
+
+    An exact repeat of a row is not a conflict (it is kept once and counted by the caller);
+    ``excluded`` rows (already bad, or exact repeats) take no part.
+    """
     keys = [schema.MACHINE, schema.CYCLE]
-    candidate = ~bad_rows
-    exact = frame.duplicated(keep="first").to_numpy() & candidate
-    key_dup = frame.duplicated(subset=keys, keep=False).to_numpy() & candidate & ~exact
-    conflicting = np.zeros(n, dtype=bool)
+    key_dup = frame.duplicated(subset=keys, keep=False).to_numpy() & ~excluded
+    conflicting = np.zeros(len(frame), dtype=bool)
     if key_dup.any():
         distinct = frame[key_dup].drop_duplicates()
         counts = distinct.groupby(keys).size()
         clashing = counts[counts > 1].index
-        index = pd.MultiIndex.from_frame(frame[keys])
-        conflicting = key_dup & index.isin(clashing)
+        conflicting = key_dup & pd.MultiIndex.from_frame(frame[keys]).isin(clashing)
+        reason = "same machine and cycle as another row with other values"
         for i in np.flatnonzero(conflicting):
-            reason = "same machine and cycle as another row with other values"
-            problems.append((int(i), schema.CYCLE, frame[schema.CYCLE].iloc[i], reason))
-        bad_rows |= conflicting
-    rejects = pd.DataFrame(
-        [(source, int(lines[i]), column, clip(value), reason)
-         for i, column, value, reason in sorted(problems, key=lambda p: p[0])],
-        columns=list(schema.REJECT_COLUMNS),
-    )  # fmt: skip
-    rejected_rows = int(bad_rows.sum())
-    if rejected_rows > max_rejected_fraction * n:
-        first = rejects.iloc[0]
-        raise LandedFileError(
-            source,
-            f"{rejected_rows} of {n} rows are bad (more than {max_rejected_fraction:.0%}); "
-            f"first: {first['reason']} (value {first['value']!r})",
-            line=int(first["line"]),
-            column=str(first["column"]) or None,
-        )
-    keep = ~bad_rows & ~exact
-    good = frame[keep].sort_values(keys, kind="stable").reset_index(drop=True)
-    return LandedBatch(good, rejects, n, int(exact.sum()))
+            problems.found.append((int(i), schema.CYCLE, frame[schema.CYCLE].iloc[i], reason))
+    return conflicting
+
+
+def _blank(raw: pd.Series) -> np.ndarray:
+    """Missing or whitespace-only cells."""
+    return raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
 
 
 def _text(table: pd.DataFrame, column: str, default: str) -> pd.Series:

@@ -275,6 +275,25 @@ def batch_name(now: datetime, seq: int) -> str:
 # --- the bridge -------------------------------------------------------------------------
 
 
+def append_reject(directory: Path, record: dict[str, Any]) -> bool:
+    """Appends a reject line (fsynced) to today's quarantine file; False when it could not.
+
+    Never raises: a full disk must not stop the bridge from landing the good readings.
+    """
+    path = directory / f"mqtt-rejects-{datetime.now(UTC):%Y%m%d}.jsonl"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        log.error("could not quarantine a message (%s): %s", record["reason"], error)
+        return False
+    log.warning("rejected a message on %s: %s", record["topic"], record["reason"])
+    return True
+
+
 class MqttBridge:
     """Subscribes to the broker and writes micro-batches; see the module docstring.
 
@@ -325,21 +344,12 @@ class MqttBridge:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        broker = f"{self.config.host}:{self.config.port}"
         if reason.is_failure:
-            log.error(
-                "broker %s:%s refused the connection: %s",
-                self.config.host,
-                self.config.port,
-                reason,
-            )
+            log.error("broker %s refused the connection: %s", broker, reason)
             return
-        log.info(
-            "connected to %s:%s as %r (session present: %s)",
-            self.config.host,
-            self.config.port,
-            self.config.client_id,
-            flags.session_present,
-        )
+        log.info("connected to %s as %r (session present: %s)",
+                 broker, self.config.client_id, flags.session_present)  # fmt: skip
         client.subscribe(self.config.topic, qos=self.config.qos)
 
     def _on_subscribe(
@@ -373,31 +383,13 @@ class MqttBridge:
                 self._unacked.append(message.mid)
         elif message.qos:
             client.ack(message.mid, message.qos)
-        log.debug(
-            "message mid=%s topic=%s readings=%d rejected=%d buffered=%d unacked=%d",
-            message.mid,
-            topic,
-            len(readings),
-            len(problems),
-            len(self._readings),
-            len(self._unacked),
-        )
+        log.debug("message mid=%s topic=%s readings=%d rejected=%d buffered=%d unacked=%d",
+                  message.mid, topic, len(readings), len(problems), len(self._readings),
+                  len(self._unacked))  # fmt: skip
 
     def _quarantine(self, record: dict[str, Any]) -> None:
-        """Appends a reject line (fsynced) to today's quarantine file; never raises."""
-        directory = self.config.quarantine_dir
-        path = directory / f"mqtt-rejects-{datetime.now(UTC):%Y%m%d}.jsonl"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as error:
-            log.error("could not quarantine a message (%s): %s", record["reason"], error)
-            return
-        self.stats.rejected += 1
-        log.warning("rejected a message on %s: %s", record["topic"], record["reason"])
+        if append_reject(self.config.quarantine_dir, record):
+            self.stats.rejected += 1
 
     # flushing
 
