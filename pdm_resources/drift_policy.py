@@ -6,9 +6,9 @@ import os
 from typing import Literal
 
 import dagster as dg
-import pydantic
 
 from pdm_core.drift_settings import DriftSettings
+from pdm_resources.env_config import from_environment
 
 ENV_VARS: dict[str, str] = {
     "threshold": "PDM_DRIFT_THRESHOLD",
@@ -59,13 +59,16 @@ class DriftPolicy(dg.ConfigurableResource):
         Raises:
             ValueError: A value of the wrong type, naming the variable and the value.
         """
-        given = {field: os.environ[var] for field, var in ENV_VARS.items() if var in os.environ}
+        policy = from_environment(cls, ENV_VARS)
         try:
-            policy = cls.model_validate(given)  # pydantic parses the strings
             policy.settings()  # range checks live in DriftSettings
-        except (pydantic.ValidationError, ValueError) as error:
-            names = ", ".join(f"{ENV_VARS[f]}={v!r}" for f, v in given.items())
-            raise ValueError(f"drift policy from the environment ({names}): {error}") from error
+        except ValueError as error:
+            given = ", ".join(
+                f"{var}={os.environ[var]!r}"
+                for var in ENV_VARS.values()
+                if os.environ.get(var, "").strip()
+            )
+            raise ValueError(f"drift policy from the environment ({given}): {error}") from error
         return policy
 
     def settings(self) -> DriftSettings:

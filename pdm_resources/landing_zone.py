@@ -26,6 +26,7 @@ import dagster as dg
 import pandas as pd
 
 from pdm_core.landing import batch_id, is_candidate
+from pdm_resources.env_config import from_environment
 
 
 @dataclass(frozen=True)
@@ -238,13 +239,13 @@ class S3LandingZone(LandingZone):
         Reads ``PDM_LANDING_S3_BUCKET``, ``PDM_LANDING_S3_PREFIX`` (default ``landing``),
         ``AWS_ENDPOINT_URL_S3`` and ``AWS_REGION``; credentials come from the SDK's usual chain.
         """
-        env = os.environ
-        return cls(
-            bucket=env["PDM_LANDING_S3_BUCKET"],
-            prefix=env.get("PDM_LANDING_S3_PREFIX", "landing"),
-            endpoint_url=env.get("AWS_ENDPOINT_URL_S3", ""),
-            region_name=env.get("AWS_REGION", ""),
-        )
+        variables = {
+            "bucket": "PDM_LANDING_S3_BUCKET",
+            "prefix": "PDM_LANDING_S3_PREFIX",
+            "endpoint_url": "AWS_ENDPOINT_URL_S3",
+            "region_name": "AWS_REGION",
+        }
+        return from_environment(cls, variables)
 
     def _client(self):  # type: ignore[no-untyped-def]
         import boto3

@@ -7,15 +7,30 @@ Chosen by environment for ``make demo`` (``PDM_SOURCE`` and friends, see
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 
 from pdm_core.schema import DatasetInfo, LoadResult
+from pdm_resources.env_config import from_environment
 
 SourceKind = Literal["simulator", "cmapss", "tabular"]
+
+
+ENV_VARS = {
+    "source": "PDM_SOURCE",
+    "horizon": "PDM_HORIZON",
+    "sim_machines": "PDM_SIM_MACHINES",
+    "sim_steps": "PDM_SIM_STEPS",
+    "sim_seed": "PDM_SIM_SEED",
+    "cmapss_dir": "PDM_CMAPSS_DIR",
+    "cmapss_subset": "PDM_CMAPSS_SUBSET",
+    "cmapss_cycles_as_age": "PDM_CMAPSS_CYCLES_AS_AGE",
+    "tabular_config": "PDM_TABULAR_CONFIG",
+    "max_rejected_fraction": "PDM_MAX_REJECTED_FRACTION",
+}
+"""The environment variable behind each setting (README, configuration reference)."""
 
 
 class TelemetrySource(dg.ConfigurableResource):
@@ -52,19 +67,7 @@ class TelemetrySource(dg.ConfigurableResource):
     @classmethod
     def from_env(cls) -> TelemetrySource:
         """Builds the source from ``PDM_*`` environment variables (documented in the README)."""
-        env = os.environ
-        return cls(
-            source=env.get("PDM_SOURCE", "simulator"),  # type: ignore[arg-type]
-            horizon=int(env.get("PDM_HORIZON", "30")),
-            sim_machines=int(env.get("PDM_SIM_MACHINES", "40")),
-            sim_steps=int(env.get("PDM_SIM_STEPS", "2000")),
-            sim_seed=int(env.get("PDM_SIM_SEED", "42")),
-            cmapss_dir=env.get("PDM_CMAPSS_DIR", ""),
-            cmapss_subset=env.get("PDM_CMAPSS_SUBSET", "FD001"),
-            cmapss_cycles_as_age=env.get("PDM_CMAPSS_CYCLES_AS_AGE", "1") not in ("0", "false"),
-            tabular_config=env.get("PDM_TABULAR_CONFIG", ""),
-            max_rejected_fraction=float(env.get("PDM_MAX_REJECTED_FRACTION", "0.01")),
-        )
+        return from_environment(cls, ENV_VARS)
 
     def describe(self) -> str:
         """One line saying what this source reads."""
