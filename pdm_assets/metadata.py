@@ -9,14 +9,8 @@ import pandas as pd
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 10, digits: int = 4) -> str:
-    """Renders the first rows of a frame as a markdown table."""
-    head = frame.head(max_rows)
-    columns = [str(c) for c in head.columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in head.itertuples(index=False):
-        cells = [f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The first rows of a frame as a markdown table (pandas through tabulate)."""
+    return frame.head(max_rows).to_markdown(index=False, floatfmt=f".{digits}g")
 
 
 def frame_metadata(frame: pd.DataFrame, data_version: str, preview_columns: int = 12) -> dict:

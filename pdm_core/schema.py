@@ -37,6 +37,8 @@ RUL = "rul"
 LABEL = "failure_within_h"
 FAILURE_MODE = "failure_mode"
 SOURCE_SPLIT = "source_split"
+RISK_LEVELS: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+"""The risk levels a fleet model gives, lowest first."""
 
 KEY_COLUMNS: tuple[str, ...] = (MACHINE, CYCLE)
 LABEL_COLUMNS: tuple[str, ...] = (RUL, LABEL, FAILURE_MODE)

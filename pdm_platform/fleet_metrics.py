@@ -26,18 +26,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+if TYPE_CHECKING:
+    from pdm_resources.warehouse import FleetFigures, Warehouse
+
 LATENCY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 DEFAULT_PORT = 9108
 
 
 class FleetCollector:
-    """A Prometheus collector over the warehouse file at ``path`` (opened per scrape)."""
+    """A Prometheus collector over a warehouse (opened, read-only, at each scrape)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
 
     def collect(self) -> Iterator[Any]:
         """The metrics of one scrape (``pdm_warehouse_up`` 0 alone when it cannot be read)."""
@@ -45,7 +47,7 @@ class FleetCollector:
 
         up = GaugeMetricFamily("pdm_warehouse_up", "1 when the warehouse could be read")
         try:
-            figures = read_figures(self.path)
+            figures = self.warehouse.fleet_figures()
         except Exception:  # locked by a run or not there yet: said by pdm_warehouse_up
             up.add_metric([], 0)
             yield up
@@ -55,50 +57,8 @@ class FleetCollector:
         yield from families(figures)
 
 
-def read_figures(path: Path) -> dict[str, Any]:
-    """The warehouse's figures: level counts, silent machines, alerts by kind, batch latencies."""
-    import duckdb
-
-    if not path.exists():
-        raise FileNotFoundError(path)
-    with duckdb.connect(str(path), read_only=True) as db:
-        tables = {row[0] for row in db.execute(
-            "select table_name from information_schema.tables where table_schema = 'pdm'"
-        ).fetchall()}  # fmt: skip
-        levels: dict[str, int] = dict.fromkeys(RISK_LEVELS, 0)
-        silent = 0
-        if "fleet_health" in tables:
-            for level, count in db.execute(
-                "select risk_level, count(*) from pdm.fleet_health group by risk_level"
-            ).fetchall():
-                levels[str(level)] = int(count)
-            columns = {r[0] for r in db.execute("describe pdm.fleet_health").fetchall()}
-            if "silent" in columns:
-                silent = int(db.execute(
-                    "select count(*) from pdm.fleet_health where silent"
-                ).fetchall()[0][0])  # fmt: skip
-        alerts: dict[str, int] = {}
-        if "alerts" in tables:
-            alerts = {
-                str(kind): int(count)
-                for kind, count in db.execute(
-                    "select kind, count(*) from pdm.alerts group by kind"
-                ).fetchall()
-            }
-        latencies: list[float] = []
-        if "scored_batches" in tables:
-            latencies = [
-                float(row[0])
-                for row in db.execute(
-                    "select epoch(stored_at) - epoch(landed_at) from pdm.scored_batches "
-                    "where landed_at is not null order by stored_at"
-                ).fetchall()
-            ]
-    return {"levels": levels, "silent": silent, "alerts": alerts, "latencies": latencies}
-
-
-def families(figures: dict[str, Any]) -> Iterator[Any]:
-    """The metric families of :func:`read_figures`'s figures."""
+def families(figures: FleetFigures) -> Iterator[Any]:
+    """The metric families of the warehouse's figures."""
     from prometheus_client.core import (
         CounterMetricFamily,
         GaugeMetricFamily,
@@ -108,17 +68,17 @@ def families(figures: dict[str, Any]) -> Iterator[Any]:
     machines = GaugeMetricFamily(
         "pdm_fleet_machines", "Machines per risk level (newest score)", labels=["risk_level"]
     )
-    for level, count in figures["levels"].items():
+    for level, count in figures.levels.items():
         machines.add_metric([level], count)
     yield machines
     yield GaugeMetricFamily(
-        "pdm_fleet_silent_machines", "Machines reporting nothing", value=figures["silent"]
+        "pdm_fleet_silent_machines", "Machines reporting nothing", value=figures.silent
     )
     alerts = CounterMetricFamily("pdm_alerts_raised", "Alerts recorded", labels=["kind"])
-    for kind, count in sorted(figures["alerts"].items()):
+    for kind, count in sorted(figures.alerts.items()):
         alerts.add_metric([kind], count)
     yield alerts
-    latencies = figures["latencies"]
+    latencies = figures.latencies
     buckets = [(str(b), sum(v <= b for v in latencies)) for b in LATENCY_BUCKETS]
     buckets.append(("+Inf", len(latencies)))
     yield HistogramMetricFamily(
@@ -140,7 +100,10 @@ def serve(path: Path, port: int, host: str = "127.0.0.1") -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
-    registry.register(FleetCollector(path))  # type: ignore[arg-type]
+    from pdm_resources.warehouse import LocalWarehouse
+
+    warehouse = LocalWarehouse(database=str(path), read_only=True)
+    registry.register(FleetCollector(warehouse))  # type: ignore[arg-type]
     start_http_server(port, addr=host, registry=registry)
     print(f"fleet metrics of {path} on http://{host}:{port}/metrics", flush=True)
     while True:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -27,10 +29,36 @@ from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager, DuckDBResource
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
-from pdm_core.names import LANDED_TELEMETRY, RAW_TELEMETRY, RISK_HISTORY
+from pdm_core.names import (
+    FLEET_HEALTH,
+    LANDED_TELEMETRY,
+    RAW_TELEMETRY,
+    RISK_HISTORY,
+    SCORED_BATCHES,
+)
+from pdm_core.schema import RISK_LEVELS
 
 SCHEMA = "pdm"
 LANDED = LANDED_TELEMETRY
+ALERTS = "alerts"
+
+
+@dataclass
+class FleetFigures:
+    """The live fleet now, as the warehouse holds it (what the metrics exporter serves).
+
+    Attributes:
+        levels: Machines per risk level in ``pdm.fleet_health`` (every level, 0 if none).
+        silent: Machines listed as silent there.
+        alerts: Alerts recorded in ``pdm.alerts``, by kind.
+        latencies: Each scored batch's seconds from its file's write to its rows stored,
+            oldest first (batches without a landing time, such as backfills, are left out).
+    """
+
+    levels: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RISK_LEVELS, 0))
+    silent: int = 0
+    alerts: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -208,6 +236,36 @@ class Warehouse(dg.ConfigurableResource):
                 f"select * from {SCHEMA}.{RISK_HISTORY} order by machine_id, cycle"
             ).df()
 
+    def fleet_figures(self) -> FleetFigures:
+        """Machines per risk level, silent machines, alerts by kind, landing-to-score times."""
+        figures = FleetFigures()
+        with self.get_connection() as connection:
+            if _table_exists(connection, FLEET_HEALTH):
+                health = f"{SCHEMA}.{FLEET_HEALTH}"
+                for level, count in connection.execute(
+                    f"select risk_level, count(*) from {health} group by risk_level"
+                ).fetchall():
+                    figures.levels[str(level)] = int(count)
+                if "silent" in _columns(connection, FLEET_HEALTH):
+                    query = f"select count(*) from {health} where silent"
+                    figures.silent = int(connection.execute(query).fetchall()[0][0])
+            if _table_exists(connection, ALERTS):
+                rows = connection.execute(
+                    f"select kind, count(*) from {SCHEMA}.{ALERTS} group by kind"
+                ).fetchall()
+                figures.alerts = {str(kind): int(count) for kind, count in rows}
+            if _table_exists(connection, SCORED_BATCHES):
+                rows = connection.execute(
+                    f"select epoch(stored_at) - epoch(landed_at) from {SCHEMA}.{SCORED_BATCHES} "
+                    "where landed_at is not null order by stored_at"
+                ).fetchall()
+                figures.latencies = [float(row[0]) for row in rows]
+        return figures
+
+
+def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {str(row[0]) for row in connection.execute(f"describe {SCHEMA}.{table}").fetchall()}
+
 
 def _table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
     found = connection.execute(
@@ -222,9 +280,11 @@ class LocalWarehouse(Warehouse):
 
     Attributes:
         database: Path of the DuckDB file.
+        read_only: Open it read-only and without waiting (readers beside the runs).
     """
 
     database: str
+    read_only: bool = False
 
     def describe(self) -> str:
         """One line naming the warehouse."""
@@ -232,9 +292,27 @@ class LocalWarehouse(Warehouse):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the file (retried while another process holds it)."""
-        with DuckDBResource(database=self.database).get_connection() as connection:
+        """A connection to the file.
+
+        Read-write connections are retried while another process holds the file; a read-only
+        one (a reader beside the runs, such as the metrics exporter) fails at once instead,
+        and never creates the file.
+
+        Raises:
+            FileNotFoundError: Read-only, and the file does not exist.
+            duckdb.IOException: Read-only, and a run holds the file's write lock.
+        """
+        if not self.read_only:
+            with DuckDBResource(database=self.database).get_connection() as connection:
+                yield connection
+            return
+        if not Path(self.database).exists():
+            raise FileNotFoundError(self.database)
+        connection = duckdb.connect(self.database, read_only=True)
+        try:
             yield connection
+        finally:
+            connection.close()
 
     def replace_partition(self, table: str, column: str, key: str, rows: pd.DataFrame) -> str:
         """Deletes the partition's earlier rows and inserts ``rows`` in one transaction."""

@@ -22,7 +22,7 @@ from pdm_core.models.trained import TrainedModel
 if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
     import pandas as pd
 
-RISK_LEVELS = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+RISK_LEVELS = schema.RISK_LEVELS
 COMPONENTS = ("risk_classifier", "rul_regressor", "anomaly_detector")
 REFERENCE_FILE = "drift_reference.parquet"
 OUTPUT_COLUMNS = ("failure_probability", "risk_level", "rul", "anomaly_score", "anomaly_alert")

@@ -11,12 +11,17 @@ import duckdb
 import pandas as pd
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pdm_platform.fleet_metrics import FleetCollector, read_figures
+from pdm_platform.fleet_metrics import FleetCollector
+from pdm_resources.warehouse import LocalWarehouse
+
+
+def reader(path: Path) -> LocalWarehouse:
+    return LocalWarehouse(database=str(path), read_only=True)
 
 
 def scrape(path: Path) -> str:
     registry = CollectorRegistry()
-    registry.register(FleetCollector(path))  # type: ignore[arg-type]
+    registry.register(FleetCollector(reader(path)))  # type: ignore[arg-type]
     return generate_latest(registry).decode()
 
 
@@ -47,11 +52,11 @@ def small_warehouse(path: Path) -> None:
 def test_figures_come_from_the_tables(tmp_path: Path) -> None:
     path = tmp_path / "warehouse.duckdb"
     small_warehouse(path)
-    figures = read_figures(path)
-    assert figures["levels"] == {"LOW": 2, "MEDIUM": 0, "HIGH": 0, "CRITICAL": 1}
-    assert figures["silent"] == 1
-    assert figures["alerts"] == {"high_risk": 2, "silent_machine": 1}
-    assert figures["latencies"] == [12.0, 40.0]  # the batch without a landing time is left out
+    figures = reader(path).fleet_figures()
+    assert figures.levels == {"LOW": 2, "MEDIUM": 0, "HIGH": 0, "CRITICAL": 1}
+    assert figures.silent == 1
+    assert figures.alerts == {"high_risk": 2, "silent_machine": 1}
+    assert figures.latencies == [12.0, 40.0]  # the batch without a landing time is left out
     text = scrape(path)
     assert "pdm_warehouse_up 1.0" in text
     assert 'pdm_fleet_machines{risk_level="MEDIUM"} 0.0' in text
