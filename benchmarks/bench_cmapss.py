@@ -24,15 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.report_block import write_block  # noqa: E402
+from pdm_assets.models import CANDIDATES  # noqa: E402
 
-TRAINING_STEPS = (
-    "risk_classifier_keras",
-    "risk_classifier_sklearn",
-    "rul_regressor_keras",
-    "rul_regressor_sklearn",
-    "rul_regressor_ensemble",
-    "anomaly_detector_keras",
-)
+TRAINING_STEPS = CANDIDATES  # one training step per candidate asset
 
 
 def run_seed(data_dir: Path, subset: str, seed: int) -> tuple[dict, dict[str, float], float]:

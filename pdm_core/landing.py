@@ -37,14 +37,7 @@ BATCH_ID = "batch_id"
 """Column of the landed table holding each row's batch (the Dagster partition key)."""
 
 LANDED_LABEL = schema.LABEL
-OPTIONAL_COLUMNS = (
-    schema.TIMESTAMP,
-    schema.REGIME,
-    schema.TIME_SINCE_MAINTENANCE,
-    schema.RUL,
-    schema.LABEL,
-    schema.FAILURE_MODE,
-)
+OPTIONAL_COLUMNS = (schema.TIMESTAMP, schema.REGIME, *schema.TRAILING_COLUMNS)
 """Columns a landed file may carry besides the required ones."""
 
 
@@ -136,16 +129,10 @@ class LandingContract:
         """Columns of the landed table, in order (batch id first)."""
         return [
             BATCH_ID,
-            schema.MACHINE,
-            schema.CYCLE,
-            schema.TIMESTAMP,
-            schema.REGIME,
+            *schema.LEADING_COLUMNS,
             *self.numeric,
             *self.categoricals,
-            schema.TIME_SINCE_MAINTENANCE,
-            schema.RUL,
-            schema.LABEL,
-            schema.FAILURE_MODE,
+            *schema.TRAILING_COLUMNS,
         ]
 
 

@@ -8,14 +8,8 @@ import pandas as pd
 from pdm_core import schema
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    schema.MACHINE,
-    schema.CYCLE,
-    schema.TIMESTAMP,
-    schema.REGIME,
-    schema.TIME_SINCE_MAINTENANCE,
-    schema.RUL,
-    schema.LABEL,
-    schema.FAILURE_MODE,
+    *schema.LEADING_COLUMNS,
+    *schema.TRAILING_COLUMNS,
     schema.SOURCE_SPLIT,
 )
 

@@ -42,6 +42,10 @@ RISK_LEVELS: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 
 KEY_COLUMNS: tuple[str, ...] = (MACHINE, CYCLE)
 LABEL_COLUMNS: tuple[str, ...] = (RUL, LABEL, FAILURE_MODE)
+LEADING_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, TIMESTAMP, REGIME)
+"""The canonical frame's columns before the measurements: which reading, when, in what regime."""
+TRAILING_COLUMNS: tuple[str, ...] = (TIME_SINCE_MAINTENANCE, *LABEL_COLUMNS)
+"""The canonical frame's columns after the measurements: maintenance state and labels."""
 NO_REGIME = "all"
 UNKNOWN_MODE = "unknown"
 

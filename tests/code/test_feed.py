@@ -34,16 +34,7 @@ from pdm_platform.cli.feed import main
 
 # Small fleet: 5 machines x 20 readings per batch, 4 batches per continuous segment.
 SMALL = FeedConfig(n_machines=5, steps_per_batch=20, seed=7, segment_steps=80)
-NON_SENSOR = [
-    schema.MACHINE,
-    schema.CYCLE,
-    schema.TIMESTAMP,
-    schema.REGIME,
-    schema.TIME_SINCE_MAINTENANCE,
-    schema.RUL,
-    schema.LABEL,
-    schema.FAILURE_MODE,
-]
+NON_SENSOR = [*schema.LEADING_COLUMNS, *schema.TRAILING_COLUMNS]
 
 
 def _batches(config: FeedConfig, first: int, n: int) -> dict[int, pd.DataFrame]:
