@@ -287,22 +287,16 @@ def _checked_columns(table: pa.Table, contract: WindowContract) -> tuple[_Table,
             "unknown_column", ["body", unknown[0]],
             f"columns {unknown} are unknown to the model (known: {sorted(known)})",
         )  # fmt: skip
-    missing = [s for s in contract.sensors if s not in columns]
-    if missing:
-        raise BatchRuleError("missing_sensor", ["body", missing[0]], f"the table lacks {missing}")
-    needed: list[tuple[tuple[str, ...], str]] = [
-        (contract.settings, "missing_setting"),
-        (contract.categoricals, "missing_category"),
-        ((schema.REGIME,) if contract.needs_regime else (), "missing_regime"),
-        (
-            (schema.TIME_SINCE_MAINTENANCE,) if contract.needs_time_since_maintenance else (),
-            "missing_time_since_maintenance",
-        ),
-    ]
-    for required, rule in needed:
-        absent = [n for n in required if n not in columns]
-        if absent:
-            raise BatchRuleError(rule, ["body", absent[0]], f"the table lacks {absent}")
+    missing = contract.first_missing(
+        columns,
+        columns,
+        columns,
+        schema.REGIME in columns,
+        schema.TIME_SINCE_MAINTENANCE in columns,
+    )
+    if missing is not None:
+        rule, absent = missing
+        raise BatchRuleError(rule, ["body", absent[0]], f"the table lacks {absent}")
     return t, columns
 
 

@@ -13,16 +13,17 @@ This module must not import Dagster.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from bento_service.settings import serve_settings
+from pdm_core.schema import REGIME, TIME_SINCE_MAINTENANCE
 
 if TYPE_CHECKING:  # pandas and scipy stay out of BentoML's main process (cold start)
     from pdm_core.features import FeatureState
@@ -68,6 +69,36 @@ class WindowContract:
     def known_sensors(self) -> tuple[str, ...]:
         """Every sensor a reading may give: the model's and the ignored ones."""
         return (*self.sensors, *self.ignored_sensors)
+
+    def first_missing(
+        self,
+        sensors: Collection[str],
+        settings: Collection[str],
+        categoricals: Collection[str],
+        regime: bool,
+        time_since_maintenance: bool,
+    ) -> tuple[str, list[str]] | None:
+        """The first input the model needs that is not given, as (rule, missing names).
+
+        The one statement of these rules and their order, for every form a request takes
+        (readings, columns, an Arrow table). None when nothing is missing.
+        """
+        needed = (
+            ("missing_sensor", self.sensors, sensors),
+            ("missing_setting", self.settings, settings),
+            ("missing_regime", (REGIME,) if self.needs_regime else (), (REGIME,) * regime),
+            (
+                "missing_time_since_maintenance",
+                (TIME_SINCE_MAINTENANCE,) if self.needs_time_since_maintenance else (),
+                (TIME_SINCE_MAINTENANCE,) * time_since_maintenance,
+            ),
+            ("missing_category", self.categoricals, categoricals),
+        )
+        for rule, required, given in needed:
+            absent = sorted(set(required) - set(given))
+            if absent:
+                return rule, absent
+        return None
 
     @classmethod
     def of(cls, state: FeatureState) -> WindowContract:
@@ -152,25 +183,6 @@ def _check_too_short(count: int, contract: WindowContract, field: str) -> None:
         )
 
 
-def _check_present(required: Any, given: dict, rule: str, field: str) -> None:
-    """Rule ``rule`` when ``given`` lacks a name of ``required``."""
-    missing = sorted(set(required) - given.keys())
-    if missing:
-        raise _fail(rule, f"{field} lacks {missing}")
-
-
-def _check_sensor_names(names: Any, contract: WindowContract, field: str) -> None:
-    required = set(contract.sensors)
-    known = set(contract.known_sensors)
-    if not required <= names:
-        raise _fail("missing_sensor", f"{field} lacks {sorted(required - names)}")
-    if not names <= known:
-        raise _fail(
-            "unknown_sensor",
-            f"{field} has {sorted(names - known)}, unknown to the model (known: {sorted(known)})",
-        )
-
-
 def check_window(readings: list[Reading]) -> list[Reading]:
     """Applies the model-dependent rules to one machine's readings.
 
@@ -214,23 +226,54 @@ def check_window(readings: list[Reading]) -> list[Reading]:
 
 def _check_reading(reading: Reading, contract: WindowContract, i: int) -> None:
     """The per-reading rules of :func:`check_window`, each raising with its name."""
-    _check_sensor_names(reading.sensors.keys(), contract, f"readings[{i}].sensors")
-    _check_present(
-        contract.settings, reading.settings, "missing_setting", f"readings[{i}].settings"
+    _check_inputs(
+        contract, f"readings[{i}]", reading.sensors, reading.settings, reading.categories,
+        regime=reading.regime is not None,
+        time_since_maintenance=reading.time_since_maintenance is not None,
+    )  # fmt: skip
+
+
+_FIELDS = {
+    "missing_sensor": "sensors",
+    "missing_setting": "settings",
+    "missing_category": "categories",
+    "missing_regime": REGIME,
+    "missing_time_since_maintenance": TIME_SINCE_MAINTENANCE,
+}
+"""The request field each missing-input rule names."""
+
+
+def _check_inputs(
+    contract: WindowContract,
+    where: str,
+    sensors: Collection[str],
+    settings: Collection[str],
+    categoricals: Collection[str],
+    *,
+    regime: bool,
+    time_since_maintenance: bool,
+) -> None:
+    """Raises for the first missing input, or else for sensors unknown to the model.
+
+    The missing-input rules are :meth:`WindowContract.first_missing`; ``where`` prefixes the
+    field each message names.
+    """
+    missing = contract.first_missing(
+        sensors, settings, categoricals, regime, time_since_maintenance
     )
-    if contract.needs_regime and reading.regime is None:
-        raise _fail("missing_regime", f"readings[{i}].regime is required by the model")
-    if contract.needs_time_since_maintenance and reading.time_since_maintenance is None:
+    if missing is not None:
+        rule, names = missing
+        field = f"{where}.{_FIELDS[rule]}"
+        if rule in ("missing_regime", "missing_time_since_maintenance"):
+            raise _fail(rule, f"{field} is required by the model")
+        raise _fail(rule, f"{field} lacks {names}")
+    unknown = set(sensors) - set(contract.known_sensors)
+    if unknown:
         raise _fail(
-            "missing_time_since_maintenance",
-            f"readings[{i}].time_since_maintenance is required by the model",
+            "unknown_sensor",
+            f"{where}.sensors has {sorted(unknown)}, unknown to the model "
+            f"(known: {sorted(contract.known_sensors)})",
         )
-    _check_present(
-        contract.categoricals,
-        reading.categories,
-        "missing_category",
-        f"readings[{i}].categories",
-    )
 
 
 Column = Annotated[list[Value], Field(max_length=MAX_READINGS)]
@@ -301,21 +344,16 @@ def check_columns(columns: WindowColumns) -> WindowColumns:
         _check_order(_seconds(columns.timestamp), lambda i: f"columns.timestamp[{i}]")
     else:
         raise _fail("ordering_key", "columns needs cycle or timestamp to order the readings")
-    _check_sensor_names(columns.sensors.keys(), contract, "columns.sensors")
-    _check_present(contract.settings, columns.settings, "missing_setting", "columns.settings")
-    if contract.needs_regime and columns.regime is None:
-        raise _fail("missing_regime", "columns.regime is required by the model")
-    if contract.needs_time_since_maintenance:
-        values = columns.time_since_maintenance
-        if values is None or None in values:
-            at = "" if values is None else f"[{values.index(None)}]"
-            raise _fail(
-                "missing_time_since_maintenance",
-                f"columns.time_since_maintenance{at} is required by the model",
-            )
-    _check_present(
-        contract.categoricals, columns.categories, "missing_category", "columns.categories"
-    )
+    values = columns.time_since_maintenance
+    _check_inputs(
+        contract, "columns", columns.sensors, columns.settings, columns.categories,
+        regime=columns.regime is not None, time_since_maintenance=values is not None,
+    )  # fmt: skip
+    if contract.needs_time_since_maintenance and values is not None and None in values:
+        raise _fail(
+            "missing_time_since_maintenance",
+            f"columns.time_since_maintenance[{values.index(None)}] is required by the model",
+        )
     return columns
 
 
