@@ -7,11 +7,7 @@ import pandas as pd
 
 from pdm_core import schema
 
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    *schema.LEADING_COLUMNS,
-    *schema.TRAILING_COLUMNS,
-    schema.SOURCE_SPLIT,
-)
+REQUIRED_COLUMNS = schema.NON_MEASUREMENT_COLUMNS
 
 
 def schema_problems(frame: pd.DataFrame, info: schema.DatasetInfo) -> list[str]:

@@ -46,6 +46,8 @@ LEADING_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, TIMESTAMP, REGIME)
 """The canonical frame's columns before the measurements: which reading, when, in what regime."""
 TRAILING_COLUMNS: tuple[str, ...] = (TIME_SINCE_MAINTENANCE, *LABEL_COLUMNS)
 """The canonical frame's columns after the measurements: maintenance state and labels."""
+NON_MEASUREMENT_COLUMNS: tuple[str, ...] = (*LEADING_COLUMNS, *TRAILING_COLUMNS, SOURCE_SPLIT)
+"""Every canonical column that is not a measurement (no sensor may take one of these names)."""
 NO_REGIME = "all"
 UNKNOWN_MODE = "unknown"
 

@@ -17,13 +17,15 @@ import io
 import json
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pydantic
 import yaml
+from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from pdm_core.errors import DataValidationError
 from pdm_core.loaders._text import (
@@ -46,6 +48,7 @@ from pdm_core.schema import (
     LABEL,
     MACHINE,
     NO_REGIME,
+    NON_MEASUREMENT_COLUMNS,
     REGIME,
     RUL,
     SOURCE_SPLIT,
@@ -64,20 +67,35 @@ NO_ENTITY = "all"
 
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-_RESERVED = (
-    MACHINE,
-    CYCLE,
-    TIMESTAMP,
-    REGIME,
-    TIME_SINCE_MAINTENANCE,
-    RUL,
-    LABEL,
-    FAILURE_MODE,
-    SOURCE_SPLIT,
-)
+_RESERVED = NON_MEASUREMENT_COLUMNS
 
 
-@dataclass(kw_only=True)
+def _distinct(names: list[str]) -> list[str]:
+    if duplicated := sorted(name for name, n in Counter(names).items() if n > 1):
+        raise ValueError(f"column name(s) {duplicated} listed twice")
+    return names
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _one_character(value: str) -> str:
+    if len(value) != 1 or value in "\r\n\"'":
+        raise ValueError("expected a single character other than a quote or newline")
+    return value
+
+
+Name = Annotated[StrictStr, AfterValidator(_not_blank)]
+"""A column name: a string that is not blank."""
+Names = Annotated[list[Name], AfterValidator(_distinct)]
+Delimiter = Annotated[StrictStr, AfterValidator(_one_character)]
+Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
+
+
+@pydantic.dataclasses.dataclass(kw_only=True, config=pydantic.ConfigDict(extra="forbid"))
 class TabularMapping:
     """How the columns of a CSV or Parquet file map onto the canonical frame.
 
@@ -103,21 +121,21 @@ class TabularMapping:
         delimiter: CSV field delimiter (one character).
     """
 
-    path: str
+    path: Name
     format: FileFormat = "auto"
-    name: str | None = None
-    entity_column: str | None = None
-    time_column: str | None = None
+    name: Name | None = None
+    entity_column: Name | None = None
+    time_column: Name | None = None
     time_kind: TimeKind = "auto"
-    feature_columns: list[str]
-    label_column: str
-    positive_values: list[Any]
-    categorical_columns: list[str] = field(default_factory=list)
-    regime_column: str | None = None
-    rul_column: str | None = None
-    failure_mode_column: str | None = None
-    ignore_columns: list[str] = field(default_factory=list)
-    delimiter: str = ","
+    feature_columns: Annotated[Names, Field(min_length=1)]
+    label_column: Name
+    positive_values: Annotated[list[Scalar], Field(min_length=1)]
+    categorical_columns: Names = field(default_factory=list)
+    regime_column: Name | None = None
+    rul_column: Name | None = None
+    failure_mode_column: Name | None = None
+    ignore_columns: Names = field(default_factory=list)
+    delimiter: Delimiter = ","
 
     def roles(self) -> list[tuple[str, str]]:
         """Returns ``(column, role)`` for every column the mapping names, ignored ones last."""
@@ -144,23 +162,6 @@ class TabularMapping:
 # Mapping files
 
 
-_REQUIRED_KEYS = ("path", "feature_columns", "label_column", "positive_values")
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "format": ("csv", "parquet", "auto"),
-    "time_kind": ("cycle", "timestamp", "auto"),
-}
-_STRING_KEYS = ("path", "label_column", "delimiter")
-_OPTIONAL_STRING_KEYS = (
-    "name",
-    "entity_column",
-    "time_column",
-    "regime_column",
-    "rul_column",
-    "failure_mode_column",
-)
-_LIST_KEYS = ("feature_columns", "categorical_columns", "ignore_columns")
-
-
 def load_mapping(path: str | Path) -> TabularMapping:
     """Reads a mapping from a YAML (or JSON, by ``.json`` suffix) file.
 
@@ -179,18 +180,36 @@ def load_mapping(path: str | Path) -> TabularMapping:
     data = _parse_mapping_text(read_text(mapping_path, source), mapping_path.suffix, source)
     if not isinstance(data, dict):
         raise DataValidationError(source, "a mapping file must hold a mapping of keys to values")
+    mapping = mapping_from_dict(data, source)
+    if not Path(mapping.path).is_absolute():
+        mapping = replace(mapping, path=str(mapping_path.parent / mapping.path))
+    return mapping
+
+
+def mapping_from_dict(data: dict[str, Any], source: str) -> TabularMapping:
+    """The mapping that ``data`` describes, with every key's type and every role checked.
+
+    Raises:
+        DataValidationError: Unknown keys, missing required keys, the first value of the wrong
+            type (naming its key), or a column given two roles.
+    """
     known = [f.name for f in fields(TabularMapping)]
-    if unknown := [key for key in data if key not in known]:
-        raise DataValidationError(
-            source, f"unknown key(s) {unknown}; valid keys: {', '.join(known)}"
-        )
-    if missing := [key for key in _REQUIRED_KEYS if key not in data]:
-        raise DataValidationError(source, f"missing required key(s) {missing}")
-    check_mapping_values(data, source)
-    data_path = Path(data["path"])
-    if not data_path.is_absolute():
-        data_path = mapping_path.parent / data_path
-    mapping = TabularMapping(**{**data, "path": str(data_path)})
+    try:
+        mapping = TabularMapping(**data)
+    except pydantic.ValidationError as error:
+        problems = error.errors()
+        unknown = [str(p["loc"][0]) for p in problems if p["type"] == "unexpected_keyword_argument"]
+        if unknown:
+            raise DataValidationError(
+                source, f"unknown key(s) {unknown}; valid keys: {', '.join(known)}"
+            ) from None
+        missing = [str(p["loc"][0]) for p in problems if p["type"] == "missing"]
+        if missing:
+            raise DataValidationError(source, f"missing required key(s) {missing}") from None
+        first = problems[0]
+        key, problem = str(first["loc"][0]), first["msg"].removeprefix("Value error, ")
+        given = data.get(key)
+        raise DataValidationError(source, f"key '{key}': {problem}, got {given!r}") from None
     check_mapping_roles(mapping, source)
     return mapping
 
@@ -208,62 +227,6 @@ def _parse_mapping_text(text: str, suffix: str, source: str) -> Any:
         mark = getattr(error, "problem_mark", None)
         line = None if mark is None else mark.line + 1
         raise DataValidationError(source, f"invalid YAML: {error}", line) from None
-
-
-def check_mapping_values(data: dict[str, Any], source: str) -> None:
-    """Checks the type of every mapping value present in ``data``.
-
-    Args:
-        data: Mapping keys and values (a parsed file or ``asdict`` of a mapping).
-        source: Name used in error messages (the mapping file).
-
-    Raises:
-        DataValidationError: Naming the first key whose value has the wrong type.
-    """
-    for key, value in data.items():
-        problem = _value_problem(key, value)
-        if problem:
-            raise DataValidationError(source, f"key '{key}': {problem}, got {value!r}")
-
-
-def _value_problem(key: str, value: Any) -> str | None:
-    """Returns what is wrong with one mapping value, or None."""
-    if key in _CHOICES:
-        return None if value in _CHOICES[key] else f"expected one of {list(_CHOICES[key])}"
-    if key in _STRING_KEYS:
-        if key == "delimiter":
-            ok = isinstance(value, str) and len(value) == 1 and value not in "\r\n\"'"
-            return None if ok else "expected a single character other than a quote or newline"
-        return None if _is_name(value) else "expected a non-empty string"
-    if key in _OPTIONAL_STRING_KEYS:
-        return None if value is None or _is_name(value) else "expected a non-empty string or null"
-    if key in _LIST_KEYS:
-        return _list_problem(value, allow_empty=key != "feature_columns")
-    if key == "positive_values":
-        ok = isinstance(value, list) and value and all(_is_scalar(v) for v in value)
-        return None if ok else "expected a non-empty list of strings or numbers"
-    return None
-
-
-def _is_name(value: Any) -> bool:
-    """True for a non-blank string."""
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _is_scalar(value: Any) -> bool:
-    """True for a string, number or boolean."""
-    return isinstance(value, str | int | float | bool)
-
-
-def _list_problem(value: Any, *, allow_empty: bool) -> str | None:
-    """Returns what is wrong with a list of column names, or None."""
-    if not isinstance(value, list) or not all(_is_name(v) for v in value):
-        return "expected a list of column names"
-    if not value and not allow_empty:
-        return "expected at least one column name"
-    if duplicated := sorted(name for name, n in Counter(value).items() if n > 1):
-        return f"column name(s) {duplicated} listed twice"
-    return None
 
 
 def check_mapping_roles(mapping: TabularMapping, source: str) -> None:
@@ -586,8 +549,7 @@ def load_tabular(
             or extra columns, or (depending on the policy) bad rows.
     """
     policy = RejectPolicy(on_bad_rows, max_rejected_fraction)
-    check_mapping_values(asdict(mapping), "mapping")
-    check_mapping_roles(mapping, "mapping")
+    check_mapping_roles(mapping, "mapping")  # types were checked when it was made
     path = Path(mapping.path)
     file_format = _resolve_format(mapping, path)
     raw = _read_csv(path, mapping.delimiter) if file_format == "csv" else _read_parquet(path)
