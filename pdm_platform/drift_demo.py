@@ -259,36 +259,41 @@ def main(argv: list[str] | None = None) -> int:
             if seen["drift_share"] < seen["threshold"]:
                 _say("drift stayed below the threshold: no retraining expected")
                 return 1
-            _say("3) waiting for the drift sensor to request the retrain job")
-            retrain = wait_until("a drift-triggered retrain run",
-                                 lambda: clock.retrain_runs(started), args.timeout)[0]  # fmt: skip
-            _say(
-                f"  retrain run {retrain.run_id[:8]} requested by the sensor "
-                f"(run key {retrain.tags.get('dagster/run_key', '?')})"
-            )
-            done = wait_until("the retrain run to finish",
-                              lambda: clock.run(retrain.run_id).status.value in RUN_DONE
-                              and clock.run(retrain.run_id), args.timeout)  # fmt: skip
-            _say(f"  retrain run ended {done.status.value} in {time.time() - started:.0f}s "
-                 "after the drifted batch landed")  # fmt: skip
-            decision = clock.candidate_of(retrain.run_id)
-            _say(f"4) promotion decision: {decision.get('decision')} - {decision.get('reason')}")
-            _say(f"  registered {decision.get('registered_model')}; previous champion "
-                 f"v{decision.get('champion_version')}")  # fmt: skip
-            if decision.get("decision") == "reject":
-                _say("  the retrained model was not better: the champion stays (the blocking "
-                     "check not_worse_than_champion stopped the run before promotion)")  # fmt: skip
-            ended = clock.run_end(retrain.run_id)
-            tick = wait_until("the drift sensor's next tick",
-                              lambda: clock.sensor_tick_after(DRIFT_SENSOR, ended),
-                              args.timeout)  # fmt: skip
-            outcome = tick.skip_reason if tick.status.value == "SKIPPED" else (
-                f"requested {len(tick.run_ids)} run(s)")  # fmt: skip
-            _say(f"5) the drift sensor after the retrain: {tick.status.value} - {outcome}")
-            _say("browse the runs, sensor ticks and reports with: make ui")
-            return 0 if decision.get("decision") else 1
+            return _retrain_after_drift(clock, started, args.timeout)
         finally:
             stop_process_group(daemon)
+
+
+def _retrain_after_drift(clock: DemoClock, started: float, timeout: float) -> int:
+    """Follows the retrain the drift sensor requests, its promotion decision and the next tick."""
+    _say("3) waiting for the drift sensor to request the retrain job")
+    retrain = wait_until("a drift-triggered retrain run",
+                         lambda: clock.retrain_runs(started), timeout)[0]  # fmt: skip
+    _say(
+        f"  retrain run {retrain.run_id[:8]} requested by the sensor "
+        f"(run key {retrain.tags.get('dagster/run_key', '?')})"
+    )
+    done = wait_until("the retrain run to finish",
+                      lambda: clock.run(retrain.run_id).status.value in RUN_DONE
+                      and clock.run(retrain.run_id), timeout)  # fmt: skip
+    _say(f"  retrain run ended {done.status.value} in {time.time() - started:.0f}s "
+         "after the drifted batch landed")  # fmt: skip
+    decision = clock.candidate_of(retrain.run_id)
+    _say(f"4) promotion decision: {decision.get('decision')} - {decision.get('reason')}")
+    _say(f"  registered {decision.get('registered_model')}; previous champion "
+         f"v{decision.get('champion_version')}")  # fmt: skip
+    if decision.get("decision") == "reject":
+        _say("  the retrained model was not better: the champion stays (the blocking "
+             "check not_worse_than_champion stopped the run before promotion)")  # fmt: skip
+    ended = clock.run_end(retrain.run_id)
+    tick = wait_until("the drift sensor's next tick",
+                      lambda: clock.sensor_tick_after(DRIFT_SENSOR, ended),
+                      timeout)  # fmt: skip
+    outcome = tick.skip_reason if tick.status.value == "SKIPPED" else (
+        f"requested {len(tick.run_ids)} run(s)")  # fmt: skip
+    _say(f"5) the drift sensor after the retrain: {tick.status.value} - {outcome}")
+    _say("browse the runs, sensor ticks and reports with: make ui")
+    return 0 if decision.get("decision") else 1
 
 
 if __name__ == "__main__":
