@@ -584,7 +584,7 @@ def test_dagster_values_wire_the_run_launcher_and_user_code():
 
 
 def test_dashboard_uses_the_metrics_the_service_and_the_fleet_exporter_export():
-    source = (REPO_ROOT / "bento_service" / "service.py").read_text(encoding="utf-8")
+    source = (REPO_ROOT / "bento_service" / "metrics.py").read_text(encoding="utf-8")
     exported = re.findall(r'name="(pdm_\w+)"', source)
     assert len(exported) >= 4, exported
     fleet = (REPO_ROOT / "pdm_platform" / "fleet_metrics.py").read_text(encoding="utf-8")
