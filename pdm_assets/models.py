@@ -78,8 +78,17 @@ def load_component(tracking: MlflowTracking, run_id: str) -> TrainedModel:
 
 
 def choose_operating_threshold(model: TrainedModel, data: ModelData) -> None:
-    """Sets a classifier's operating threshold to the F1-best one on validation."""
+    """Calibrates a classifier on validation, then sets its F1-best operating threshold there.
+
+    Calibration (:mod:`pdm_core.models.calibration`) makes ``failure_probability`` a
+    probability that the risk levels can cut at fixed values; the threshold is chosen on the
+    calibrated scores.
+    """
     if model.kind == "risk_classifier":
+        from pdm_core.models.calibration import fit_platt
+
+        raw = model.raw_probability(data.validation.X)
+        model.extra.update(fit_platt(raw, data.validation.label) or {})
         score = model.predict(data.validation.X)
         model.extra["threshold"] = metrics.best_f1_threshold(data.validation.label, score)
 

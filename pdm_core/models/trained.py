@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from pdm_core.models.calibration import calibrate
 from pdm_core.models.data import Standardizer
 from pdm_core.models.dense_export import FILE_NAME as DENSE_FILE
 from pdm_core.models.dense_export import DenseNetwork, export_dense
@@ -50,7 +51,7 @@ class TrainedModel:
         params: Hyperparameters (logged to MLflow).
         history: Per-epoch metrics (Keras) or iteration scores (scikit-learn).
         extra: Kind-specific values: ``threshold`` (classifier operating point, anomaly alert
-            threshold), ``rul_cap``.
+            threshold), ``rul_cap``, a classifier's calibration (:mod:`.calibration`).
     """
 
     kind: str
@@ -76,19 +77,24 @@ class TrainedModel:
         Returns:
             Failure probability, RUL estimate or anomaly score per row (float64).
         """
+        if self.kind == "risk_classifier":
+            return calibrate(self.raw_probability(X), self.extra)
         Xs = self.standardizer.transform(np.asarray(X, dtype=np.float32))
         if self.kind == "anomaly_detector":
             recon = self._raw(Xs)
             return np.mean((recon - Xs) ** 2, axis=1).astype(np.float64)
-        if self.kind == "risk_classifier":
-            if isinstance(self.estimator, TreeEnsemble):
-                return self.estimator(Xs).astype(np.float64)
-            if self.framework == "sklearn":
-                return self.estimator.predict_proba(Xs)[:, 1].astype(np.float64)
-            return self._raw(Xs).reshape(-1).astype(np.float64)
         cap = float(self.extra["rul_cap"])
         scale = cap if self.framework == "keras" else 1.0
         return np.clip(self._raw(Xs).reshape(-1) * scale, 0.0, cap).astype(np.float64)
+
+    def raw_probability(self, X: np.ndarray) -> np.ndarray:
+        """A risk classifier's own score, before calibration (:mod:`.calibration`)."""
+        Xs = self.standardizer.transform(np.asarray(X, dtype=np.float32))
+        if isinstance(self.estimator, TreeEnsemble):
+            return self.estimator(Xs).astype(np.float64)
+        if self.framework == "sklearn":
+            return self.estimator.predict_proba(Xs)[:, 1].astype(np.float64)
+        return self._raw(Xs).reshape(-1).astype(np.float64)
 
     def _raw(self, Xs: np.ndarray) -> np.ndarray:
         if isinstance(self.estimator, TreeEnsemble):
