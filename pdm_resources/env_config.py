@@ -17,13 +17,12 @@ import pydantic
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 
 
-def from_environment(cls: type[Model], variables: Mapping[str, str], **fixed: object) -> Model:
+def from_environment(cls: type[Model], variables: Mapping[str, str]) -> Model:
     """``cls`` with each field in ``variables`` (field -> variable) read from the environment.
 
     Args:
         cls: A pydantic model (a Dagster ``ConfigurableResource`` is one).
         variables: The variable behind each field that the environment may set.
-        fixed: Fields given by the caller, not by the environment.
 
     Raises:
         ValueError: A value that breaks its field's type or rule, naming variable and value.
@@ -34,13 +33,13 @@ def from_environment(cls: type[Model], variables: Mapping[str, str], **fixed: ob
         if os.environ.get(var, "").strip()
     }
     try:
-        return cls.model_validate({**given, **fixed})
+        return cls.model_validate(given)
     except pydantic.ValidationError as error:
         problems = []
         for problem in error.errors():
             field = str(problem["loc"][0]) if problem["loc"] else ""
             name = variables.get(field, field)
-            if field not in given and field not in fixed:  # required, and nothing gave it
+            if field not in given:  # required, and the environment did not give it
                 problems.append(f"{name} is not set")
             else:
                 problems.append(f"{name}={given.get(field, problem['input'])!r}: {problem['msg']}")

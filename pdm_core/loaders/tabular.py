@@ -67,7 +67,6 @@ NO_ENTITY = "all"
 
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-_RESERVED = NON_MEASUREMENT_COLUMNS
 
 
 def _distinct(names: list[str]) -> list[str]:
@@ -248,11 +247,11 @@ def check_mapping_roles(mapping: TabularMapping, source: str) -> None:
                 source, f"column '{column}' is named under several keys: {', '.join(names)}"
             )
     for column in (*mapping.feature_columns, *mapping.categorical_columns):
-        if column in _RESERVED:
+        if column in NON_MEASUREMENT_COLUMNS:
             raise DataValidationError(
                 source,
                 f"feature/categorical column '{column}' clashes with a canonical column name; "
-                f"reserved names: {', '.join(_RESERVED)}",
+                f"reserved names: {', '.join(NON_MEASUREMENT_COLUMNS)}",
             )
 
 
