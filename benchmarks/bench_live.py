@@ -8,7 +8,8 @@ Usage (what ``make bench-live`` runs, after ``make demo`` has made a champion)::
   machines x 50 readings per batch, ``--batches`` of them) are scored in landing order by the
   champion with :func:`pdm_core.live_scoring.score_batch`, each batch's windows reaching back
   into the batches before it, as ``machine_risk`` does; alerts are
-  :func:`pdm_core.alerts.risk_alerts` kept once per dedup key, as the alert sink keeps them.
+  :func:`pdm_core.alerts.risk_alerts` under the champion's own rule (HIGH/CRITICAL with the
+  predicted RUL inside its gate), kept once per dedup key, as the alert sink keeps them.
   They are judged against the simulator's failures (:mod:`benchmarks.live_quality`). The
   baseline, judged the same way on the same readings: a fixed threshold per sensor on the raw
   readings (one quantile of the healthy training readings, chosen for F1 on the training
@@ -54,9 +55,12 @@ from benchmarks.live_quality import (  # noqa: E402
 )
 from benchmarks.report_block import write_block  # noqa: E402
 from pdm_core import schema  # noqa: E402
+from pdm_core.alerts import ALERT_RUL_SHARE  # noqa: E402
 from sensors_schedules.landing_sensor import LANDING_INTERVAL_SECONDS  # noqa: E402
 
 if TYPE_CHECKING:
+    from pdm_core.alerts import RiskAlertRule
+    from pdm_core.feed import FeedConfig
     from pdm_core.models.bundle import FleetModel
 
 BLOCK = "live"
@@ -72,6 +76,7 @@ class Replay:
     truth: pd.DataFrame
     alerts: pd.DataFrame
     anomaly_alerts: int
+    max_rul: float | None
     skipped: dict[str, int]
     readings: int
     seconds: float
@@ -94,20 +99,18 @@ def champion() -> tuple[FleetModel, str, Path]:
     return FleetModel.load(bundle, serving=True), str(version.version), bundle
 
 
-def replay(model: FleetModel, version: str, batches: int) -> Replay:
+def replay(model: FleetModel, version: str, batches: int, feed: FeedConfig | None = None) -> Replay:
     """Scores the feed's first ``batches`` batches in order, as ``machine_risk`` would."""
-    from pdm_core.alerts import risk_alerts
     from pdm_core.feed import FeedConfig, feed_batches
     from pdm_core.live_scoring import SKIP_REASONS, score_batch
 
     keep = model.feature_state.window_length - 1
     history: pd.DataFrame | None = None
     newest = pd.Series(dtype="int64")
-    rows, truths, alerts, sizes = [], [], [], []
-    seen: set[str] = set()
+    rows, truths, sizes = [], [], []
     skipped = dict.fromkeys(SKIP_REASONS, 0)
-    anomalies, seconds, total = 0, 0.0, 0
-    for number, frame in feed_batches(FeedConfig(), 0, batches):
+    seconds, total = 0.0, 0
+    for number, frame in feed_batches(feed or FeedConfig(), 0, batches):
         readings = frame.drop(columns=list(schema.LABEL_COLUMNS))
         now = pd.Timestamp(frame[schema.TIMESTAMP].max()) + pd.Timedelta(minutes=1)
         started = time.perf_counter()
@@ -121,29 +124,39 @@ def replay(model: FleetModel, version: str, batches: int) -> Replay:
         sizes.append(len(readings))
         for reason, count in result.skipped_by_reason().items():
             skipped[reason] += count
-        for alert in risk_alerts(result.alerting_rows(), now.date().isoformat()):
-            if alert.dedup_key in seen:
-                continue
-            seen.add(alert.dedup_key)
-            if alert.kind == "high_risk":
-                alerts.append({schema.MACHINE: alert.details["machine_id"],
-                               schema.CYCLE: alert.details["cycle"]})  # fmt: skip
-            else:
-                anomalies += 1
         rows.append(result.rows)
         truths.append(frame)
         history = pd.concat([history, readings]).groupby(schema.MACHINE, observed=True).tail(keep)
         newest = history.astype({schema.MACHINE: str}).groupby(schema.MACHINE)[schema.CYCLE].max()
+    scored = pd.concat(rows, ignore_index=True)
+    alerts, anomalies = raised_alerts(scored, model.alert_rule)
     return Replay(
-        rows=pd.concat(rows, ignore_index=True),
+        rows=scored,
         truth=pd.concat(truths, ignore_index=True),
-        alerts=pd.DataFrame(alerts, columns=[schema.MACHINE, schema.CYCLE]),
+        alerts=alerts,
         anomaly_alerts=anomalies,
+        max_rul=model.alert_rule.max_rul,
         skipped=skipped,
         readings=total,
         seconds=seconds,
         batch_sizes=sizes,
     )
+
+
+def raised_alerts(rows: pd.DataFrame, rule: RiskAlertRule) -> tuple[pd.DataFrame, int]:
+    """The high-risk alerts (machine, cycle) the scored rows raise under ``rule``, once per
+    dedup key as the alert sink keeps them, and the number of anomaly alerts.
+
+    Batches land in time order, so deduplicating over all rows in reading order keeps the
+    same first reading per key as raising them batch by batch does.
+    """
+    from pdm_core.alerts import risk_alerts
+
+    ordered = rows.sort_values([schema.MACHINE, schema.CYCLE], kind="stable")
+    found = risk_alerts(ordered.to_dict("records"), "1970-01-01", rule)
+    high = [(a.details["machine_id"], a.details["cycle"]) for a in found if a.kind == "high_risk"]
+    alerts = pd.DataFrame(high, columns=[schema.MACHINE, schema.CYCLE])
+    return alerts, sum(a.kind == "anomaly" for a in found)
 
 
 def judge(done: Replay, horizon: int) -> tuple[WarningQuality, WarningQuality, Any]:
@@ -162,6 +175,12 @@ def judge(done: Replay, horizon: int) -> tuple[WarningQuality, WarningQuality, A
     truth = done.truth.astype({schema.MACHINE: str}).merge(scored, on=keys)
     baseline = warning_quality(daily_alerts(truth, rule.fires(truth)), failures, scored, horizon)
     return model, baseline, rule
+
+
+def judge_alerts(done: Replay, alerts: pd.DataFrame, horizon: int) -> WarningQuality:
+    """Warning quality of other ``alerts`` on the same scored readings and failures."""
+    scored = done.rows[[schema.MACHINE, schema.CYCLE]].astype({schema.MACHINE: str})
+    return warning_quality(alerts, failures_of(done.truth), scored, horizon)
 
 
 def service_windows_per_second(
@@ -295,6 +314,10 @@ def _run_parts(instance: Any, run_id: str, step: str, written: float) -> dict[st
     }
 
 
+def _gate(done: Replay) -> str:
+    return "n/a" if done.max_rul is None else f"{done.max_rul:g}"
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -311,7 +334,7 @@ def report(args: argparse.Namespace, version: str, done: Replay,
            judged: tuple[WarningQuality, ...], rule: Any, horizon: int,
            service: dict[str, float] | None, parts: list[dict[str, float]]) -> str:  # fmt: skip
     """The markdown block; ``judged``: model and baseline in the horizon, then in twice it."""
-    model, baseline, early, early_baseline = judged
+    model, ungated, baseline, early, early_baseline = judged
     rate = len(done.rows) / done.seconds if done.seconds else 0.0
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {cpu_model()} ({os.cpu_count()} cores), "
@@ -328,14 +351,19 @@ def report(args: argparse.Namespace, version: str, done: Replay,
         "(readings) | alerts | true / false / censored | precision | false per 1,000 "
         "machine-readings |",
         "|---|---|---|---|---|---|---|---|",
-        quality_rows(f"champion v{version} (HIGH/CRITICAL)", model),
+        quality_rows(f"champion v{version} (HIGH/CRITICAL, RUL <= {_gate(done)})", model),
+        quality_rows("same scores, level alone (no RUL gate)", ungated),
         quality_rows(f"threshold per sensor (healthy q={rule.quantile})", baseline),
         quality_rows(f"champion, judged in {2 * horizon} readings", early),
         quality_rows(f"threshold rule, judged in {2 * horizon} readings", early_baseline),
         "",
-        f"The first two rows are the goal's measure: an alert counts inside the label's horizon "
-        f"({horizon} readings). The last two judge the same alerts in twice the horizon: an "
-        "alert that comes earlier than the horizon is false in the first rows and true here.",
+        f"The first three rows are the goal's measure: an alert counts inside the label's horizon "
+        f"({horizon} readings). The champion raises a HIGH/CRITICAL alert only when its predicted "
+        f"RUL is within {ALERT_RUL_SHARE:.3g} of its horizon (`pdm_core.alerts.RiskAlertRule`, "
+        "share chosen on another seed's feed by `benchmarks/select_alert_rule.py`); the second "
+        "row is the same scores alerting on the level alone. The last two judge the champion's "
+        "and the rule's alerts in twice the horizon: an alert that comes earlier than the "
+        "horizon is false in the first rows and true here.",
         "",
         f"Anomaly alerts (not counted above): {done.anomaly_alerts}. Goals: warned share >= 0.9, "
         f"median lead >= {horizon / 2:g} readings (half the horizon), precision >= 0.8.",
@@ -386,12 +414,14 @@ def main() -> None:
     parser.add_argument("--update", type=Path, help="write the block into this markdown file")
     args = parser.parse_args()
     model, version, bundle = champion()
+    from pdm_core.alerts import RiskAlertRule
     from pdm_core.feed import FeedConfig
 
     horizon = FeedConfig().horizon  # the labels' horizon of the feed and of the demo's source
     print(f"champion v{version}; replaying {args.batches} feed batches", flush=True)
     done = replay(model, version, args.batches)
     quality, baseline, rule = judge(done, horizon)
+    ungated = judge_alerts(done, raised_alerts(done.rows, RiskAlertRule())[0], horizon)
     early, early_baseline, _ = judge(done, 2 * horizon)
     print(f"model: {quality}\nbaseline: {baseline}", flush=True)
     service = None
@@ -399,7 +429,8 @@ def main() -> None:
         service = service_windows_per_second(bundle, model, done.truth, args.per_call, args.calls)
         print(f"service: {service}", flush=True)
     parts = latency(args.latency_batches, args.timeout) if args.latency_batches else []
-    text = report(args, version, done, (quality, baseline, early, early_baseline), rule, horizon,
+    judged = (quality, ungated, baseline, early, early_baseline)
+    text = report(args, version, done, judged, rule, horizon,
                   service, parts)  # fmt: skip
     print(text)
     if args.update:

@@ -114,7 +114,8 @@ def fleet_health(
     silent_after = pd.Timedelta(minutes=config.silent_after_minutes)
     state = rank_fleet(current_state(source, warehouse.risk_history(), silent_after))
     today = datetime.now(UTC).date().isoformat()
-    found = risk_alerts(state[state["scored_from"] == "training_source"].to_dict("records"), today)
+    source_rows = state[state["scored_from"] == "training_source"].to_dict("records")
+    found = risk_alerts(source_rows, today, bundle.alert_rule)
     silent = silent_machines(state)
     found += [
         silent_machine_alert(str(row.machine_id), str(row.timestamp), str(row.reading_age))

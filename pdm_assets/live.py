@@ -65,7 +65,6 @@ def machine_risk(
 ) -> dg.MaterializeResult:
     """The champion's score of every new reading of the batch, into ``pdm.risk_history``."""
     from pdm_assets.promotion import load_fleet_model
-    from pdm_core.alerts import risk_alerts
     from pdm_core.live_scoring import score_batch
 
     batch = context.partition_key
@@ -105,7 +104,7 @@ def machine_risk(
         now=now, future_tolerance=pd.Timedelta(minutes=config.future_tolerance_minutes),
     )  # fmt: skip
     stored_in = warehouse.replace_partition(RISK_HISTORY, "batch_id", batch, result.rows)
-    raised = alerts.raise_alerts(risk_alerts(result.alerting_rows(), now.date().isoformat()))
+    raised = alerts.raise_alerts(result.alerts(now.date().isoformat()))
     new_alerts = sum(outcome.status != "duplicate" for outcome in raised)
     landed = landed_at(context)
     stored = pd.Timestamp(datetime.now(UTC)).tz_localize(None)  # risk rows and alerts are in

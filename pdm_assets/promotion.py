@@ -256,9 +256,9 @@ def assemble_bundle(
         context.log.warning("every risk classifier fails the direction check; choosing among all")
     components = {kind: component(name) for kind, name in chosen.items() if name is not None}
     thresholds = RiskThresholds(config.risk_medium, config.risk_high, config.risk_critical)
-    bundle = FleetModel(
-        state, components, thresholds, info={"chosen": chosen, "direction_checks": directions}
-    )
+    horizon = dataset_info.get("horizon")
+    info = {"chosen": chosen, "direction_checks": directions, "horizon": horizon}
+    bundle = FleetModel(state, components, thresholds, info=info)
     test_metrics = bundle_metrics(bundle, data, last_cycle_protocol(dataset_info))
     bundle.info.update(data_version=training_data_version(context), test_metrics=test_metrics)
     bundle.example = example_window(bundle, raw_telemetry, data)

@@ -133,6 +133,53 @@ def check_failed_dedup_key(storage_id: int, run_id: str | None = None) -> str:
 
 
 RISK_ALERT_LEVELS: tuple[str, ...] = ("HIGH", "CRITICAL")
+ALERT_RUL_SHARE = 2 / 3
+"""Share of the label horizon within which the predicted remaining life must fall for a
+HIGH/CRITICAL reading to raise an alert (:class:`RiskAlertRule`).
+
+Chosen on a validation feed (another seed than the benchmark's, ``python
+benchmarks/select_alert_rule.py``): the largest warned share whose precision stays >= 0.8 and
+median lead >= half the horizon. Without the gate a machine that turns HIGH well before the
+horizon raises its alert too early: one alert, judged false, and none inside the horizon."""
+
+
+@dataclass(frozen=True)
+class RiskAlertRule:
+    """When a scored reading raises a high-risk alert (live scoring and fleet state share it).
+
+    A reading raises one when its risk level is HIGH or CRITICAL and its predicted remaining
+    life is at most ``max_rul`` readings. The probability says *whether* a failure is likely
+    within the horizon; the RUL gate says it is near enough to act on now. A reading without a
+    RUL (a model with no regressor) is judged on its level alone, as is every reading when
+    ``max_rul`` is None.
+    """
+
+    max_rul: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_rul is not None and not self.max_rul > 0:
+            raise ValueError(f"max_rul must be positive or None, got {self.max_rul!r}")
+
+    @classmethod
+    def for_horizon(cls, horizon: float | None, share: float = ALERT_RUL_SHARE) -> RiskAlertRule:
+        """The rule for a model whose label horizon is ``horizon`` readings (None: no gate)."""
+        if not 0 < share <= 1:
+            raise ValueError(f"the RUL share of the horizon must be in (0, 1], got {share!r}")
+        return cls(None if not horizon else share * float(horizon))
+
+    def mask(self, levels: Any, rul: Any) -> Any:
+        """Vectorised :meth:`raises` over arrays of levels and RULs (numpy boolean array)."""
+        import numpy as np
+
+        high = np.isin(np.asarray(levels, dtype=object), RISK_ALERT_LEVELS)
+        if self.max_rul is None:
+            return high
+        rul = np.asarray(rul, dtype=np.float64)
+        return high & ~(rul > self.max_rul)  # NaN RUL: no gate
+
+    def raises(self, level: str, rul: float | None) -> bool:
+        """Whether one reading with this risk level and predicted RUL raises an alert."""
+        return bool(self.mask([level], [float("nan") if rul is None else rul])[0])
 
 
 def _day(row: dict[str, Any], fallback: str) -> str:
@@ -150,20 +197,24 @@ def _number(value: Any, digits: int) -> float | None:
     return None if value is None or value != value else round(float(value), digits)
 
 
-def risk_alerts(rows: list[dict[str, Any]], today: str) -> list[Alert]:
+def risk_alerts(
+    rows: list[dict[str, Any]], today: str, rule: RiskAlertRule | None = None
+) -> list[Alert]:
     """High-risk and anomaly alerts for scored readings, the first reading of each event.
 
-    A machine's HIGH or CRITICAL risk raises one alert per machine, level and day (the
-    reading's day; ``today`` where a reading has no timestamp), an anomaly one per machine
-    and day. Each alert names the reading that triggered it: machine, cycle, timestamp,
-    probability, RUL and the model version.
+    A reading that ``rule`` says raises a high-risk alert (HIGH or CRITICAL risk, RUL within
+    the rule's gate) raises one per machine, level and day (the reading's day; ``today`` where
+    a reading has no timestamp), an anomaly one per machine and day. Each alert names the
+    reading that triggered it: machine, cycle, timestamp, probability, RUL and model version.
 
     Args:
         rows: Scored readings (``machine_id``, ``cycle``, ``timestamp``, ``risk_level``,
             ``failure_probability``, ``rul``, ``anomaly_score``, ``anomaly_alert``,
             ``model_version``), oldest first.
         today: ISO date for readings without a timestamp.
+        rule: When a reading raises a high-risk alert (default: its level alone).
     """
+    rule = rule or RiskAlertRule()
     found: dict[str, Alert] = {}
     for row in rows:
         machine, level, day = str(row["machine_id"]), str(row["risk_level"]), _day(row, today)
@@ -179,7 +230,7 @@ def risk_alerts(rows: list[dict[str, Any]], today: str) -> list[Alert]:
             else str(row["timestamp"]),
             "model_version": str(row["model_version"]),
         }
-        if level in RISK_ALERT_LEVELS:
+        if rule.raises(level, _number(row.get("rul"), 9)):
             key = high_risk_dedup_key(machine, level, day)
             found.setdefault(key, Alert(
                 kind="high_risk",

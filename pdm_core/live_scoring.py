@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pdm_core import schema
-from pdm_core.alerts import RISK_ALERT_LEVELS
+from pdm_core.alerts import Alert, RiskAlertRule, risk_alerts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,14 +67,20 @@ class LiveScores:
     Attributes:
         rows: One row per scored reading, columns :data:`RISK_HISTORY_COLUMNS`.
         skipped: One row per reading that was not scored, columns :data:`SKIP_COLUMNS`.
+        rule: The rule that flagged ``alert`` on the rows (the model's own).
     """
 
     rows: pd.DataFrame
     skipped: pd.DataFrame
+    rule: RiskAlertRule
 
     def alerting_rows(self) -> list[dict]:
         """The scored readings flagged ``alert`` (the only ones that can raise an alert)."""
         return self.rows[self.rows["alert"].astype(bool)].to_dict("records")
+
+    def alerts(self, today: str) -> list[Alert]:
+        """The high-risk and anomaly alerts the flagged readings raise (one per event)."""
+        return risk_alerts(self.alerting_rows(), today, self.rule)
 
     def skipped_by_reason(self) -> dict[str, int]:
         """Count of skipped readings per reason (every reason listed, zeros included)."""
@@ -206,7 +212,8 @@ def score_batch(
             batch_id=batch_id, model_name=model_name, model_version=str(model_version),
             scored_at=now,
         )[list(RISK_HISTORY_COLUMNS)]  # fmt: skip
-    return LiveScores(rows=rows, skipped=pd.concat(skipped, ignore_index=True))
+    skipped_rows = pd.concat(skipped, ignore_index=True)
+    return LiveScores(rows=rows, skipped=skipped_rows, rule=model.alert_rule)
 
 
 def _numeric_inputs(state: FeatureState) -> list[str]:
@@ -256,7 +263,7 @@ def _score_rows(model: FleetModel, frame: pd.DataFrame, scorable: np.ndarray) ->
             **{c: scored[c].to_numpy() for c in SCORE_COLUMNS},
         }
     )
-    high = rows["risk_level"].isin(RISK_ALERT_LEVELS).to_numpy()
+    high = model.alert_rule.mask(rows["risk_level"].to_numpy(), rows["rul"].to_numpy())
     rows["alert"] = high | rows["anomaly_alert"].to_numpy(dtype=bool)
     return rows
 

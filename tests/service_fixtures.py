@@ -51,7 +51,9 @@ def build_served_fleet(directory: Path) -> ServedFleet:
         "rul_regressor": train_rul_regressor_sklearn(fleet.data, params),
         "anomaly_detector": train_anomaly_detector_keras(fleet.data, params),
     }
-    model = FleetModel(fleet.state, components, info={"data_version": "test-data-v1"})
+    model = FleetModel(
+        fleet.state, components, info={"data_version": "test-data-v1", "horizon": config.horizon}
+    )
     first = str(fleet.telemetry["machine_id"].iloc[0])
     model.example = make_example(model, fleet.telemetry, first)
     model.save(directory)

@@ -17,6 +17,7 @@ import pytest
 
 from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
+from pdm_core.alerts import ALERT_RUL_SHARE, RiskAlertRule
 from pdm_core.feed import FeedConfig, batch_frame
 from pdm_core.landing import batch_id, write_batch
 from pdm_core.names import LANDED_AT_TAG
@@ -118,14 +119,24 @@ def test_high_risk_scores_raise_one_alert_per_machine_level_and_day(home: dict) 
         ingest(home, land(home, number, f"live-{number}"))
     scores = query(home, "select * from pdm.risk_history")
     alerts = home["resources"]["alerts"].recent_alerts(limit=10_000)
-    high = scores[scores["risk_level"].isin(["HIGH", "CRITICAL"])]
-    assert len(high), "no reading scored HIGH or CRITICAL: nothing to alert on"
-    expected = {
-        f"high-risk-{row.machine_id}-{row.risk_level}-{str(row.timestamp)[:10]}"
-        for row in high.itertuples(index=False)
-    }
+    # The champion records the source's horizon (30 readings), so its alerts are RUL-gated.
+    rule = RiskAlertRule.for_horizon(30)
+    assert rule.max_rul == pytest.approx(30 * ALERT_RUL_SHARE)
+    gated = rule.mask(scores["risk_level"].to_numpy(), scores["rul"].to_numpy())
+    assert gated.any(), "no reading passes the alert rule: nothing to alert on"
+    assert (scores["alert"].astype(bool) >= gated).all()  # the stored flag follows the rule
+
+    def keys(rows: pd.DataFrame) -> set[str]:
+        return {
+            f"high-risk-{row.machine_id}-{row.risk_level}-{str(row.timestamp)[:10]}"
+            for row in rows.itertuples(index=False)
+        }
+
     raised = set(alerts.loc[alerts["kind"] == "high_risk", "dedup_key"])
-    assert expected <= raised
+    assert keys(scores[gated]) <= raised
+    # HIGH/CRITICAL readings whose predicted failure is further off than the gate raise nothing.
+    high = scores["risk_level"].isin(["HIGH", "CRITICAL"]).to_numpy()
+    assert not (keys(scores[high & ~gated]) - keys(scores[gated])) & raised
     labelled = query(home, "select machine_id, cycle, failure_within_h from pdm.landed_telemetry")
     joined = scores.merge(labelled, on=["machine_id", "cycle"])
     by_label = joined.groupby("failure_within_h")["failure_probability"].mean()

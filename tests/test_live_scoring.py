@@ -93,6 +93,8 @@ def test_windows_spanning_batches_score_like_the_service(
         assert row.rul == pytest.approx(answer.rul, abs=1e-4)
         assert row.anomaly_score == pytest.approx(answer.anomaly_score, abs=1e-6)
         assert bool(row.anomaly_alert) == answer.anomaly_alert
+        gated = fleet.model.alert_rule.raises(answer.risk_level, answer.rul)
+        assert bool(row.alert) == (gated or answer.anomaly_alert)
         assert row.model_version == "7"
         assert row.batch_id == "batch-1"
 

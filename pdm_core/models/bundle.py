@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pdm_core import schema
+from pdm_core.alerts import RiskAlertRule
 from pdm_core.features import FeatureState, compute_window_features
 from pdm_core.models.trained import TrainedModel
 
@@ -66,6 +67,17 @@ class FleetModel:
         missing = [c for c in ("risk_classifier",) if c not in self.components]
         if missing:
             raise ValueError(f"a fleet model needs components {missing}")
+
+    @property
+    def horizon(self) -> int | None:
+        """The label horizon (readings) the risk classifier was trained for, where recorded."""
+        value = self.info.get("horizon")
+        return int(value) if value else None
+
+    @property
+    def alert_rule(self) -> RiskAlertRule:
+        """When this model's scores raise a high-risk alert (RUL gate from its horizon)."""
+        return RiskAlertRule.for_horizon(self.horizon)
 
     @property
     def features(self) -> list[str]:

@@ -19,7 +19,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pdm_core.alerts import Alert, check_failed_dedup_key, high_risk_dedup_key
+from pdm_core.alerts import (
+    Alert,
+    RiskAlertRule,
+    check_failed_dedup_key,
+    high_risk_dedup_key,
+    risk_alerts,
+)
 from pdm_resources.alerts import LocalAlertSink
 from sensors_schedules.alert_sensors import (
     alert_on_failed_checks,
@@ -150,6 +156,51 @@ def test_dedup_key_helpers() -> None:
     )
     assert check_failed_dedup_key(42) == "check-42"
     assert check_failed_dedup_key(42, "abc") == "check-abc-42"
+
+
+def scored(cycle: int, level: str, rul: float | None, probability: float = 0.9) -> dict:
+    return {
+        "machine_id": "M1", "cycle": cycle, "timestamp": f"2026-01-02 00:{cycle:02d}:00",
+        "risk_level": level, "failure_probability": probability, "rul": rul,
+        "anomaly_score": 0.1, "anomaly_alert": False, "model_version": "3",
+    }  # fmt: skip
+
+
+def test_risk_alert_rule_gates_high_levels_on_predicted_rul() -> None:
+    rule = RiskAlertRule.for_horizon(30, share=2 / 3)
+    assert rule.max_rul == pytest.approx(20.0)
+    assert rule.raises("HIGH", 20.0) and rule.raises("CRITICAL", 3.0)
+    assert not rule.raises("HIGH", 20.5)  # likely to fail, but not soon enough to act now
+    assert not rule.raises("MEDIUM", 1.0) and not rule.raises("LOW", None)
+    assert rule.raises("HIGH", None)  # a model without a RUL regressor: the level alone
+    levels = ["LOW", "HIGH", "HIGH", "CRITICAL", "CRITICAL"]
+    assert rule.mask(levels, [1.0, 25.0, 5.0, float("nan"), 40.0]).tolist() == [
+        False, False, True, True, False,
+    ]  # fmt: skip
+    ungated = RiskAlertRule.for_horizon(None)
+    assert ungated.max_rul is None and ungated.raises("HIGH", 1e9)
+
+
+@pytest.mark.parametrize("kwargs", [{"horizon": 30, "share": 0.0}, {"horizon": 30, "share": 1.5}])
+def test_risk_alert_rule_rejects_a_share_outside_the_horizon(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="share"):
+        RiskAlertRule.for_horizon(**kwargs)
+
+
+def test_risk_alerts_follow_the_rule_once_per_machine_level_and_day() -> None:
+    rows = [
+        scored(1, "HIGH", 45.0),  # too far off: no alert yet
+        scored(2, "HIGH", 18.0),  # first HIGH inside the gate
+        scored(3, "HIGH", 12.0),  # same machine, level and day: deduplicated
+        scored(4, "CRITICAL", 6.0),  # a rise to CRITICAL: another alert
+    ]
+    found = risk_alerts(rows, "2026-01-02", RiskAlertRule(max_rul=20.0))
+    assert [(a.details["cycle"], a.details["risk_level"]) for a in found] == [
+        (2, "HIGH"), (4, "CRITICAL"),
+    ]  # fmt: skip
+    assert found[0].details["rul"] == 18.0 and found[0].details["model_version"] == "3"
+    assert len(risk_alerts(rows, "2026-01-02")) == 2  # ungated: the first HIGH is cycle 1
+    assert risk_alerts(rows, "2026-01-02")[0].details["cycle"] == 1
 
 
 # ---------------------------------------------------------------------- sink
