@@ -179,7 +179,9 @@ class RiskAlertRule:
 
     def raises(self, level: str, rul: float | None) -> bool:
         """Whether one reading with this risk level and predicted RUL raises an alert."""
-        return bool(self.mask([level], [float("nan") if rul is None else rul])[0])
+        if level not in RISK_ALERT_LEVELS:
+            return False
+        return self.max_rul is None or rul is None or not rul > self.max_rul  # NaN: no gate
 
 
 def _day(row: dict[str, Any], fallback: str) -> str:

@@ -18,6 +18,7 @@ Readings that cannot be scored are returned with their reason, never dropped in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,15 +89,23 @@ class LiveScores:
         return {reason: int(counts.get(reason, 0)) for reason in SKIP_REASONS}
 
 
-def _skips(frame: pd.DataFrame, reason: str, detail: pd.Series | str) -> pd.DataFrame:
+def _skips(
+    frame: pd.DataFrame, mask: np.ndarray, reason: str,
+    detail: Callable[[pd.DataFrame], pd.Series | str],
+) -> pd.DataFrame | None:  # fmt: skip
+    """The ``mask`` rows of ``frame`` as skipped readings, None when there are none."""
     import pandas as pd
 
+    if not mask.any():
+        return None
+    rows = frame[mask]
+    said = detail(rows)
     return pd.DataFrame(
         {
-            schema.MACHINE: frame[schema.MACHINE].astype(str).to_numpy(),
-            schema.CYCLE: frame[schema.CYCLE].to_numpy(dtype=np.int64),
+            schema.MACHINE: rows[schema.MACHINE].astype(str).to_numpy(),
+            schema.CYCLE: rows[schema.CYCLE].to_numpy(dtype=np.int64),
             "reason": reason,
-            "detail": detail if isinstance(detail, str) else detail.to_numpy(),
+            "detail": said if isinstance(said, str) else said.to_numpy(),
         },
         columns=list(SKIP_COLUMNS),
     )
@@ -116,15 +125,23 @@ def late_readings(batch: pd.DataFrame, newest_before: pd.Series) -> np.ndarray:
 
 def future_readings(batch: pd.DataFrame, now: pd.Timestamp, tolerance: pd.Timedelta) -> np.ndarray:
     """Mask of readings stamped more than ``tolerance`` after ``now`` (missing stamps pass)."""
-    import pandas as pd
-
     if schema.TIMESTAMP not in batch.columns:
         return np.zeros(len(batch), dtype=bool)
-    stamps = pd.to_datetime(batch[schema.TIMESTAMP])
-    if getattr(stamps.dt, "tz", None) is not None:
-        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    stamps = _naive_utc(batch[schema.TIMESTAMP])
     limit = (now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now) + tolerance
-    return (stamps > limit).fillna(False).to_numpy(dtype=bool)
+    return stamps > limit.to_datetime64()  # NaT compares False: a missing stamp passes
+
+
+def _naive_utc(stamps: pd.Series) -> np.ndarray:
+    """Timestamps as naive UTC ``datetime64[ns]`` (aware ones converted, NaT kept)."""
+    import pandas as pd
+
+    if stamps.dtype == "datetime64[ns]":  # as stored: no parsing needed
+        return stamps.to_numpy()
+    parsed = pd.to_datetime(stamps)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.to_numpy(dtype="datetime64[ns]")
 
 
 def window_input(batch: pd.DataFrame, history: pd.DataFrame, window_length: int) -> pd.DataFrame:
@@ -142,23 +159,51 @@ def window_input(batch: pd.DataFrame, history: pd.DataFrame, window_length: int)
     """
     import pandas as pd
 
-    first_new = batch.groupby(schema.MACHINE, observed=True)[schema.CYCLE].min()
-    earlier = history[history[schema.MACHINE].isin(first_new.index)]
-    if not earlier.empty:
-        start = earlier[schema.MACHINE].map(first_new)
-        earlier = earlier[earlier[schema.CYCLE] < start]
-    earlier = earlier.sort_values([schema.MACHINE, schema.CYCLE], kind="stable")
-    counts = earlier.groupby(schema.MACHINE, observed=True).size()
-    kept = earlier.groupby(schema.MACHINE, observed=True).tail(max(window_length - 1, 0))
+    # Plain arrays: at live rates the frame bookkeeping, not the model, is what costs.
+    names, codes = np.unique(batch[schema.MACHINE].astype(str).to_numpy(), return_inverse=True)
+    cycles = batch[schema.CYCLE].to_numpy(dtype=np.int64)
+    first_new = np.full(len(names), np.iinfo(np.int64).max)
+    np.minimum.at(first_new, codes, cycles)
+    rows, past_codes, past_cycles = _earlier_rows(history, names, first_new)
+    counts = np.bincount(past_codes, minlength=len(names))
+    # Rank of each earlier row from its machine's newest (1 = newest): keep window_length - 1.
+    from_end = np.cumsum(counts)[past_codes] - np.arange(len(past_codes))
+    keep = from_end <= max(window_length - 1, 0)
+    kept = history.iloc[rows[keep]]
+    kept_codes = past_codes[keep]
+    dropped = counts - np.bincount(kept_codes, minlength=len(names))
     columns = [c for c in batch.columns if c in kept.columns or kept.empty]
-    frame = pd.concat(
-        [kept[columns].assign(_new=False), batch[columns].assign(_new=True)], ignore_index=True
-    ).sort_values([schema.MACHINE, schema.CYCLE], kind="stable", ignore_index=True)
+    all_codes = np.concatenate([kept_codes, codes])
+    order = np.lexsort((np.concatenate([past_cycles[keep], cycles]), all_codes))
+    frame = pd.concat([kept[columns], batch[columns]], ignore_index=True)
+    frame = frame.take(order).reset_index(drop=True)
+    frame["_new"] = np.concatenate([np.zeros(len(kept), bool), np.ones(len(batch), bool)])[order]
     # _position: the reading's rank among all the machine's readings (older ones included).
-    dropped = frame[schema.MACHINE].map(counts - kept.groupby(schema.MACHINE, observed=True).size())
-    dropped = dropped.fillna(0)
-    frame["_position"] = frame.groupby(schema.MACHINE, observed=True).cumcount() + 1 + dropped
+    sizes = np.bincount(all_codes, minlength=len(names))
+    ordered_codes = all_codes[order]
+    rank = np.arange(len(order)) - (np.cumsum(sizes) - sizes)[ordered_codes]
+    frame["_position"] = rank + 1 + dropped[ordered_codes]
     return frame
+
+
+def _earlier_rows(
+    history: pd.DataFrame, names: np.ndarray, first_new: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The earlier readings a batch's windows reach back to, in (machine, cycle) order.
+
+    Returns positions in ``history``, machine codes (index into ``names``) and cycles of the
+    rows of the batch's machines that come before each machine's first new cycle.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if history.empty or not len(names):
+        return empty, empty, empty
+    machines = history[schema.MACHINE].astype(str).to_numpy()
+    at = np.minimum(np.searchsorted(names, machines), len(names) - 1)
+    cycles = history[schema.CYCLE].to_numpy(dtype=np.int64)
+    rows = np.flatnonzero((names[at] == machines) & (cycles < first_new[at]))
+    order = np.lexsort((cycles[rows], at[rows]))
+    rows = rows[order]
+    return rows, at[rows].astype(np.int64), cycles[rows]
 
 
 def score_batch(
@@ -195,15 +240,15 @@ def score_batch(
     spoiled = spoiled_windows(frame, _numeric_inputs(state), state.window_length)
     new = frame["_new"].to_numpy(dtype=bool)
     short = frame["_position"].to_numpy() < state.window_length
-    positions = frame.loc[new & short, "_position"]
     need = f"the model needs {state.window_length}"
     skipped = [
-        _skips(batch[late], "late", "a later reading of this machine landed earlier"),
-        _skips(batch[future], "future_timestamp", f"more than {future_tolerance} after {now}"),
-        _skips(frame[new & short], "window_too_short",
-               positions.map(lambda n: f"{int(n)} reading(s) so far, {need}")),
-        _skips(frame[new & ~short & spoiled], "unscorable_values",
-               "a model input in its window is missing"),
+        _skips(batch, late, "late", lambda _: "a later reading of this machine landed earlier"),
+        _skips(batch, future, "future_timestamp",
+               lambda _: f"more than {future_tolerance} after {now}"),
+        _skips(frame, new & short, "window_too_short",
+               lambda rows: rows["_position"].map(lambda n: f"{int(n)} reading(s) so far, {need}")),
+        _skips(frame, new & ~short & spoiled, "unscorable_values",
+               lambda _: "a model input in its window is missing"),
     ]  # fmt: skip
     scorable = new & ~short & ~spoiled
     rows = pd.DataFrame(columns=list(RISK_HISTORY_COLUMNS))
@@ -212,7 +257,10 @@ def score_batch(
             batch_id=batch_id, model_name=model_name, model_version=str(model_version),
             scored_at=now,
         )[list(RISK_HISTORY_COLUMNS)]  # fmt: skip
-    skipped_rows = pd.concat(skipped, ignore_index=True)
+    found = [part for part in skipped if part is not None]
+    skipped_rows = (
+        pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=list(SKIP_COLUMNS))
+    )
     return LiveScores(rows=rows, skipped=skipped_rows, rule=model.alert_rule)
 
 
@@ -251,16 +299,18 @@ def _score_rows(model: FleetModel, frame: pd.DataFrame, scorable: np.ndarray) ->
     values = filled[numeric].to_numpy(dtype=np.float64)
     # Filled values only reach windows that spoiled_windows has already excluded.
     filled[numeric] = np.where(np.isfinite(values), values, 0.0)
-    keys = pd.MultiIndex.from_frame(filled[[schema.MACHINE, schema.CYCLE]])
-    features = compute_features(filled, state).set_index([schema.MACHINE, schema.CYCLE])
-    chosen = features.reindex(keys)[scorable].reset_index()
-    scored = model.predict(chosen)
+    features = compute_features(filled, state)
+    if not _same_keys(features, filled):  # compute_features orders by (machine, cycle)
+        keys = pd.MultiIndex.from_frame(filled[[schema.MACHINE, schema.CYCLE]])
+        features = features.set_index([schema.MACHINE, schema.CYCLE]).reindex(keys).reset_index()
+    chosen = features[model.features].to_numpy(dtype=np.float32)[scorable]
+    scored = model.score(chosen)
     rows = pd.DataFrame(
         {
-            schema.MACHINE: chosen[schema.MACHINE].astype(str).to_numpy(),
-            schema.CYCLE: chosen[schema.CYCLE].to_numpy(dtype=np.int64),
-            schema.TIMESTAMP: _timestamps(frame[scorable]),
-            **{c: scored[c].to_numpy() for c in SCORE_COLUMNS},
+            schema.MACHINE: filled[schema.MACHINE].astype(str).to_numpy()[scorable],
+            schema.CYCLE: filled[schema.CYCLE].to_numpy(dtype=np.int64)[scorable],
+            schema.TIMESTAMP: _timestamps(frame)[scorable],
+            **{c: scored[c] for c in SCORE_COLUMNS},
         }
     )
     high = model.alert_rule.mask(rows["risk_level"].to_numpy(), rows["rul"].to_numpy())
@@ -268,9 +318,18 @@ def _score_rows(model: FleetModel, frame: pd.DataFrame, scorable: np.ndarray) ->
     return rows
 
 
-def _timestamps(frame: pd.DataFrame) -> np.ndarray:
-    import pandas as pd
+def _same_keys(features: pd.DataFrame, frame: pd.DataFrame) -> bool:
+    """Whether ``features`` rows are ``frame``'s rows in the same order."""
+    return bool(
+        np.array_equal(features[schema.CYCLE].to_numpy(), frame[schema.CYCLE].to_numpy())
+        and np.array_equal(
+            features[schema.MACHINE].astype(str).to_numpy(),
+            frame[schema.MACHINE].astype(str).to_numpy(),
+        )
+    )
 
+
+def _timestamps(frame: pd.DataFrame) -> np.ndarray:
     if schema.TIMESTAMP not in frame.columns:
         return np.full(len(frame), np.datetime64("NaT"), dtype="datetime64[ns]")
-    return pd.to_datetime(frame[schema.TIMESTAMP]).to_numpy()
+    return _naive_utc(frame[schema.TIMESTAMP])
