@@ -1,8 +1,9 @@
 """The live fleet's metrics for Prometheus, read from the warehouse at each scrape.
 
 Ingestion runs are short batch processes that Prometheus cannot scrape, so the figures come
-from what they leave behind: this small exporter (``make metrics-exporter``) opens the
-warehouse read-only on every scrape and turns its tables into metrics. Nothing is kept
+from what they leave behind: this small exporter (``make metrics-exporter``; in the cluster
+the Deployment in ``deploy/metrics-exporter``) opens the warehouse read-only on every scrape
+and turns its tables into metrics. Nothing is kept
 between scrapes, so the exporter can restart at any time and never disagrees with the
 warehouse; a Pushgateway would need one more component and would keep serving a batch's
 figures long after they stopped being true.
@@ -11,7 +12,8 @@ Metrics:
 
 * ``pdm_fleet_machines{risk_level}``: machines per risk level in ``pdm.fleet_health`` (the
   newest score of each machine); ``pdm_fleet_silent_machines``: those reporting nothing;
-* ``pdm_alerts_raised_total{kind}``: alerts recorded in ``pdm.alerts`` since the start;
+* ``pdm_alerts_raised_total{kind}``: alerts recorded since the start (``pdm.alerts``, or the
+  alert objects in production);
 * ``pdm_landing_to_score_seconds``: per landed batch, its file's write to its risk rows and
   alerts stored (a histogram over ``pdm.scored_batches``, the batches the landing sensor
   launched), and ``pdm_last_landing_to_score_seconds`` for the newest one;
@@ -95,32 +97,44 @@ def families(figures: FleetFigures) -> Iterator[Any]:
         )
 
 
-def serve(path: Path, port: int, host: str = "127.0.0.1") -> None:
-    """Serves ``/metrics`` for the warehouse at ``path`` until interrupted."""
+def serve(warehouse: Warehouse, port: int, host: str = "127.0.0.1") -> None:
+    """Serves ``/metrics`` for ``warehouse`` until interrupted."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
-    from pdm_resources.warehouse import LocalWarehouse
-
-    warehouse = LocalWarehouse(database=str(path), read_only=True)
     registry.register(FleetCollector(warehouse))  # type: ignore[arg-type]
     start_http_server(port, addr=host, registry=registry)
-    print(f"fleet metrics of {path} on http://{host}:{port}/metrics", flush=True)
+    print(f"fleet metrics of {warehouse.describe()} on http://{host}:{port}/metrics", flush=True)
     while True:
         time.sleep(3600)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pdm_platform.fleet_metrics [--port N] [--warehouse PATH]``."""
-    from pdm_core.paths import warehouse_path
+    """``python -m pdm_platform.fleet_metrics [--port N] [--host H] [--warehouse PATH]``.
+
+    The warehouse follows ``$PDM_ENV`` as the runs' does: the local DuckDB file (read-only),
+    or in production the S3 warehouse and the alert objects beside it.
+    """
+    from pdm_resources.environment import metrics_warehouse
+    from pdm_resources.warehouse import LocalWarehouse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
-    parser.add_argument("--warehouse", type=Path, default=None, help="default: $PDM_HOME's")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (loopback; 0.0.0.0 in a pod)"
+    )
+    parser.add_argument(
+        "--warehouse", type=Path, default=None,
+        help="a local DuckDB file (default: $PDM_ENV's warehouse, $PDM_HOME's locally)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    warehouse = (
+        LocalWarehouse(database=str(args.warehouse), read_only=True)
+        if args.warehouse
+        else metrics_warehouse()
+    )
     try:
-        serve(args.warehouse or warehouse_path(), args.port, args.host)
+        serve(warehouse, args.port, args.host)
     except KeyboardInterrupt:
         return 0
     return 0

@@ -24,7 +24,7 @@ from pdm_resources.landing_zone import S3LandingZone, landing_zone_from_env
 from pdm_resources.mlflow_tracking import MlflowTracking
 from pdm_resources.s3_location import S3Location, s3_location_from_env
 from pdm_resources.telemetry_source import TelemetrySource
-from pdm_resources.warehouse import LocalWarehouse, WarehouseIOManager
+from pdm_resources.warehouse import LocalWarehouse, Warehouse, WarehouseIOManager
 
 Environment = Literal["local", "prod"]
 ENVIRONMENTS: tuple[str, ...] = ("local", "prod")
@@ -97,6 +97,21 @@ def prod_resources(location: S3Location | None = None) -> dict[str, object]:
             location=location, webhook_url=os.environ.get(WEBHOOK_ENV_VAR, "").strip()
         ),
     }
+
+
+def metrics_warehouse(environment: Environment | None = None) -> Warehouse:
+    """The warehouse of ``environment`` (default ``$PDM_ENV``) as a reader beside the runs.
+
+    Locally the DuckDB file opened read-only (it fails at once while a run holds the write
+    lock); in production the S3 warehouse, which needs only ``PDM_S3_BUCKET`` (and
+    ``PDM_S3_PREFIX``, ``AWS_REGION``), not the landing bucket a run needs.
+    """
+    from pdm_resources.s3_warehouse import S3Warehouse
+
+    chosen = environment or current_environment()
+    if chosen == "prod":
+        return S3Warehouse(location=s3_location_from_env())
+    return LocalWarehouse(database=str(paths.warehouse_path()), read_only=True)
 
 
 def build_resources(environment: Environment | None = None) -> dict[str, object]:

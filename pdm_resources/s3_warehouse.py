@@ -25,7 +25,7 @@ import duckdb
 import pandas as pd
 
 from pdm_resources.s3_location import S3Location
-from pdm_resources.warehouse import SCHEMA, Warehouse
+from pdm_resources.warehouse import SCHEMA, FleetFigures, Warehouse
 
 FOLDER = "warehouse"
 WHOLE_TABLE = "data.parquet"
@@ -105,6 +105,18 @@ class S3Warehouse(Warehouse):
         data = _arrow_table(rows, schema, f"{SCHEMA}.{table} partition {key}")
         pq.write_table(data, target, filesystem=filesystem)
         return f"s3://{target}"
+
+    def fleet_figures(self) -> FleetFigures:
+        """As on the local warehouse; alerts are counted from the alert sink's objects.
+
+        In production the alert log is not a warehouse table but one object per alert
+        beside it (:class:`~pdm_resources.alerts.s3.S3AlertSink`, same location).
+        """
+        from pdm_resources.alerts.s3 import S3AlertSink
+
+        figures = super().fleet_figures()
+        figures.alerts = S3AlertSink(location=self.location).recorded_by_kind()
+        return figures
 
 
 class S3ParquetIOManager(dg.ConfigurableIOManager):

@@ -19,6 +19,7 @@ resource "helm_release" "kube_prometheus_stack" {
     grafana_admin_secret = kubernetes_secret_v1.grafana_admin.metadata[0].name
     retention            = var.prometheus_retention
     serving_namespace    = local.namespaces.serving
+    dagster_namespace    = local.namespaces.dagster
   })]
 
   depends_on = [kubernetes_config_map_v1.grafana_dashboards]

@@ -21,6 +21,7 @@ SCRIPT = REPO_ROOT / ".ci" / "validate-manifests"
 K8S_DIR = REPO_ROOT / "bento_service" / "k8s"
 OVERLAYS = ("dev", "prod")
 APP = "pdm-risk-service"
+EXPORTER = "metrics-exporter"  # deploy/metrics-exporter, rendered by the same script
 
 # One worker runs all of these (make test uses --dist loadfile): the tools are built once.
 
@@ -39,7 +40,7 @@ def rendered(tools: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     result = run_ci_script(SCRIPT, "--render-only", str(out))
     assert result.returncode == 0, result.stderr
     docs = {}
-    for overlay in OVERLAYS:
+    for overlay in (*OVERLAYS, EXPORTER):
         with open(out / f"{overlay}.yaml", encoding="utf-8") as fh:
             docs[overlay] = [doc for doc in yaml.safe_load_all(fh) if doc]
     return docs
@@ -250,7 +251,7 @@ def test_checkov_skips_are_few_and_justified():
 def test_validate_manifests_passes(tools):
     result = run_ci_script(SCRIPT)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    assert "OK: dev prod" in result.stderr
+    assert f"OK: dev prod {EXPORTER}" in result.stderr
 
 
 def test_validate_manifests_rejects_a_weakened_manifest(tools, tmp_path):
@@ -265,3 +266,45 @@ def test_validate_manifests_rejects_a_weakened_manifest(tools, tmp_path):
     result = run_ci_script(SCRIPT, env={"OVERLAYS_DIR": str(k8s / "overlays")})
     assert result.returncode != 0
     assert "CKV_K8S_22" in result.stdout
+
+
+def test_metrics_exporter_is_wired_to_what_the_platform_deploys(rendered):
+    """The exporter's manifest against the image, Terraform's names and the scrape job."""
+    import re
+
+    from pdm_platform.fleet_metrics import DEFAULT_PORT
+
+    docs = rendered[EXPORTER]
+    assert {doc["metadata"]["namespace"] for doc in docs} == {"dagster"}
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[:3] == ["python", "-m", "pdm_platform.fleet_metrics"]
+    port = int(args[args.index("--port") + 1])
+    assert port == DEFAULT_PORT
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    assert container["image"].endswith("/pdm-dagster-user-code:0.1.0")
+    service = _one(docs, "Service")
+    assert service["metadata"]["name"] == "pdm-fleet-metrics"
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    policy = _one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert policy[0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+    terraform = REPO_ROOT / "terraform"
+    main_tf = (terraform / "main.tf").read_text()
+    assert re.search(r'dagster_user_code\s*=\s*"dagster-user-code"', main_tf)
+    assert pod["serviceAccountName"] == "dagster-user-code"
+    assert re.search(r'dagster\s*=\s*"dagster"', main_tf)  # local.namespaces.dagster
+    kubernetes_tf = (terraform / "kubernetes.tf").read_text()
+    [config_map] = container["envFrom"]
+    assert f'name      = "{config_map["configMapRef"]["name"]}"' in kubernetes_tf
+    dockerfile = (REPO_ROOT / "deploy" / "dagster" / "Dockerfile").read_text()
+    assert f"USER {pod['securityContext']['runAsUser']}:" in dockerfile
+
+    values = (terraform / "helm-values" / "kube-prometheus-stack.yaml.tftpl").read_text()
+    job = values[values.index("job_name: pdm-fleet-metrics") :]
+    assert "regex: pdm-fleet-metrics" in job and "regex: metrics" in job
+    assert "${dagster_namespace}" in job
+    helm_tf = (terraform / "helm.tf").read_text()
+    assert re.search(r"dagster_namespace\s*=\s*local\.namespaces\.dagster", helm_tf)

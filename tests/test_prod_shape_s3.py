@@ -9,7 +9,12 @@ except what the prod shape keeps local on purpose (the BentoML store of the pack
 
 from __future__ import annotations
 
+import collections
 import io
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +22,7 @@ import boto3
 import dagster as dg
 import pandas as pd
 import pytest
+import requests
 
 from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
@@ -30,6 +36,7 @@ from pdm_resources.environment import build_resources
 from pdm_resources.s3_warehouse import S3ParquetIOManager, S3Warehouse
 from pdm_resources.telemetry_source import TelemetrySource
 from sensors_schedules.landing_sensor import landing_zone_sensor
+from tests.services import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -172,6 +179,41 @@ def test_alerts_are_objects_recorded_once(prod: dict) -> None:
     assert len(keys(client, IO_BUCKET, "pdm/alerts/")) == len(before) + 1
     recent = sink.recent_alerts()
     assert recent.loc[recent["dedup_key"] == "k-1", "title"].tolist() == ["test"]
+
+
+def test_metrics_exporter_serves_the_s3_warehouse(prod: dict) -> None:
+    """``python -m pdm_platform.fleet_metrics`` with the run pods' environment, over HTTP."""
+    client, warehouse = prod["client"], prod["resources"]["warehouse"]
+    with warehouse.get_connection() as connection:
+        levels = dict(
+            connection.execute(
+                "select risk_level, count(*) from pdm.fleet_health group by risk_level"
+            ).fetchall()
+        )
+    kinds = collections.Counter(k.split("/")[2] for k in keys(client, IO_BUCKET, "pdm/alerts/"))
+    assert kinds, "no alert objects to count"
+    port = free_port()
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "pdm_platform.fleet_metrics", "--port", str(port)],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline, text = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and exporter.poll() is None:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+    finally:
+        exporter.kill()
+        output = exporter.communicate()[0]
+    assert "pdm_warehouse_up 1.0" in text, output
+    assert f"S3 warehouse s3://{IO_BUCKET}/pdm/warehouse" in output
+    for level, count in levels.items():
+        assert f'pdm_fleet_machines{{risk_level="{level}"}} {float(count)}' in text
+    for kind, count in kinds.items():
+        assert f'pdm_alerts_raised_total{{kind="{kind}"}} {float(count)}' in text
 
 
 def test_stray_local_state_stays_out(prod: dict) -> None:

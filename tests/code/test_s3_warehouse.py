@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_resources.environment import build_resources, current_environment, prod_resources
+from pdm_resources.environment import (
+    build_resources,
+    current_environment,
+    metrics_warehouse,
+    prod_resources,
+)
 from pdm_resources.s3_location import S3Location, s3_location_from_env
 from pdm_resources.s3_warehouse import S3ParquetIOManager, S3Warehouse
 from pdm_resources.warehouse import LocalWarehouse
@@ -146,9 +151,41 @@ def test_environment_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PDM_LANDING_S3_BUCKET", raising=False)
     with pytest.raises(ValueError, match=r"\$PDM_LANDING_S3_BUCKET"):
         prod_resources()
+    reader = metrics_warehouse()  # the exporter reads; it needs no landing bucket
+    assert isinstance(reader, S3Warehouse) and reader.location == s3_location_from_env()
+    assert isinstance(metrics_warehouse("local"), LocalWarehouse)
+    assert metrics_warehouse("local").read_only
     monkeypatch.setenv("PDM_LANDING_S3_BUCKET", "landing")
     monkeypatch.setenv("PDM_S3_PREFIX", "team-a")
     resources = build_resources()
     assert isinstance(resources["warehouse"], S3Warehouse)
     assert resources["warehouse"].location == s3_location_from_env()
     assert resources["warehouse"].describe() == "S3 warehouse s3://io/team-a/warehouse"
+
+
+def test_fleet_figures_count_the_alert_objects_by_kind(location: S3Location) -> None:
+    """The exporter's figures in production: tables from the warehouse, alerts from S3."""
+    from pdm_core.alerts import Alert
+    from pdm_resources.alerts import S3AlertSink
+
+    warehouse = S3Warehouse(location=location)
+    assert warehouse.fleet_figures().alerts == {}  # nothing recorded yet
+    health = pd.DataFrame(
+        {"machine_id": ["a", "b", "c"], "risk_level": ["LOW", "HIGH", "HIGH"],
+         "silent": [False, False, True], "batch_id": "b1"}
+    )  # fmt: skip
+    warehouse.replace_partition("fleet_health", "batch_id", "b1", health)
+    sink = S3AlertSink(location=location)
+
+    def alert(kind: str, key: str) -> Alert:
+        return Alert(kind=kind, severity="warning", title=key, details={}, dedup_key=key)  # type: ignore[arg-type]
+
+    raised = [alert("high_risk", "a"), alert("high_risk", "b"), alert("silent_machine", "c")]
+    assert [o.status for o in sink.raise_alerts([*raised, raised[0]])] == [
+        "recorded", "recorded", "recorded", "duplicate"
+    ]  # fmt: skip
+    figures = warehouse.fleet_figures()
+    assert figures.alerts == {"high_risk": 2, "silent_machine": 1}
+    assert figures.levels == {"LOW": 1, "MEDIUM": 0, "HIGH": 2, "CRITICAL": 0}
+    assert figures.silent == 1
+    assert len(sink.recent_alerts()) == 3  # the same objects, read whole
