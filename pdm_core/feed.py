@@ -8,26 +8,32 @@ machine is cycle 2001, ten minutes after the source's last reading. Rows carry t
 (``rul``, ``failure_within_h``, ``failure_mode``), the regime and the time since maintenance;
 the simulator's ``source_split`` column is dropped (it is not part of the landing contract).
 
-**Continuity.** The feed's timeline is cut into *segments* of ``batches_per_segment`` batches
-(``segment_steps // steps_per_batch``, at least 1; 40 batches of 50 readings by default). Each
-segment is ONE call of :func:`pdm_core.simulator.simulate` over the whole segment, seeded from
-``(seed, segment number)``, and its batches are consecutive slices of it. Therefore:
+**Continuity.** The feed continues the source's machines reading for reading, as a real
+fleet's telemetry does: batch 0 resumes the state each machine is in after the source's last
+reading (the source is ``simulate(SimulatorConfig(n_machines, start_step, seed, horizon))``,
+the default source for the default config), so a component under way keeps ageing towards
+its planned failure or maintenance, and a window that spans the source's last readings and the
+first landed ones is one machine's history, not two. The feed's timeline is cut into
+*segments* of ``batches_per_segment`` batches (``segment_steps // steps_per_batch``, at least
+1; 40 batches of 50 readings by default). Each segment is ONE call of
+:func:`pdm_core.simulator.simulate_states`, seeded from ``(seed, segment number)`` and resumed
+from the machines' states at the end of the segment before, and its batches are consecutive
+slices of it. Therefore:
 
-* Inside a segment, machine histories are continuous: a component's damage keeps growing from
-  one batch to the next, lifecycles run across batch boundaries, regimes persist.
+* Machine histories are continuous across batches and segments: damage keeps growing, lifecycles
+  run across boundaries; new draws (later components, regimes, noise) come from the segment's
+  seed. Regimes are redrawn at a segment boundary (a regime change is an ordinary event).
 * A batch's content depends only on the configuration and its batch number, never on how many
   batches one call asks for: ``batch_frame(config, 7)`` equals batch 7 of
   ``feed_batches(config, 0, 10)`` bit for bit. Producing one batch costs simulating its whole
-  segment (about 20 ms for 40 machines x 2000 readings).
+  segment (about 20 ms for 40 machines x 2000 readings), plus, once per process, the source and
+  the segments before it (their end states are cached).
 
 Limits, honestly:
 
-* The first landed batch does NOT continue the exact machine state of the source's last
-  reading (the source's simulation has its own seed and window). It continues the machine ids,
-  cycle numbers and timestamps; each machine's component is part-way through its life, as at the
-  start of any simulation.
-* Likewise, at a segment boundary (batch ``k`` with ``k % batches_per_segment == 0``) each
-  machine starts a new, independent realisation; only ids, cycles and timestamps continue.
+* The continuation is exact only for a source simulated with the feed's machines, seed, horizon
+  and ``start_step`` readings and default simulator settings; other sources get the machine
+  ids, cycles and timestamps continued, not their states.
 * Drift starting mid-segment (``drift_from_batch``): clean batches are slices of the segment
   simulated without drift, drifted batches slices of the same segment simulated with it. For a
   sensor bias or a noise scale the simulator's random draws are identical with and without
@@ -35,7 +41,7 @@ Limits, honestly:
   batch is the clean batch plus the bias, with the noise scaled). A new regime also leaves the
   lifecycles (``rul``, damage, time since maintenance) and the noise draws unchanged, but the
   regime sequence is redrawn from the drift boundary on. A changed degradation rate draws other
-  component lives, so every machine jumps to another state at the drift boundary.
+  later component lives (the component under way keeps its own).
 
 **Bias in sd units.** ``bias_sd`` gives a sensor bias in units of that sensor's standard
 deviation, see :func:`sensor_sd`: the sample standard deviation (``ddof=1``) of the sensor over
@@ -64,7 +70,14 @@ import pandas as pd
 
 from pdm_core import schema
 from pdm_core.landing import write_batch
-from pdm_core.simulator import SENSORS, DriftSpec, SimulatorConfig, simulate
+from pdm_core.simulator import (
+    SENSORS,
+    DriftSpec,
+    MachineStates,
+    SimulatorConfig,
+    simulate,
+    simulate_states,
+)
 
 REFERENCE_STEPS = 2_000
 """Readings per machine of the default source, and of the reference simulation behind sd units."""
@@ -92,12 +105,8 @@ class FeedConfig:
         drift_from_batch: Batches with a number >= this carry the drift.
         bias_sd: Additional bias per sensor in units of the sensor's sd (see
             :func:`sensor_sd`); added to ``drift.sensor_bias``.
-        segment_steps: Length in readings of one continuous simulation; rounded down to whole
+        segment_steps: Length in readings of one simulation call; rounded down to whole
             batches (at least one batch).
-        burn_in_steps: Readings simulated and discarded before a segment's first batch, so that
-            machines are spread over their lifecycles as in a fleet that has run for a while
-            (a simulation starts every machine in the first 60% of its first component's life,
-            which alone looks like drift against a long-running fleet).
     """
 
     n_machines: int = 40
@@ -109,13 +118,12 @@ class FeedConfig:
     drift_from_batch: int = 0
     bias_sd: dict[str, float] = field(default_factory=dict)
     segment_steps: int = REFERENCE_STEPS
-    burn_in_steps: int = 700
 
     def __post_init__(self) -> None:
         for name in ("n_machines", "steps_per_batch", "horizon", "segment_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("seed", "start_step", "drift_from_batch", "burn_in_steps"):
+        for name in ("seed", "start_step", "drift_from_batch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         unknown = sorted(set(self.bias_sd) - set(SENSORS))
@@ -201,25 +209,67 @@ def segment_seed(seed: int, segment: int) -> int:
     return int(state[0])
 
 
-def _simulate_segment(config: FeedConfig, segment: int, drift: DriftSpec) -> pd.DataFrame:
-    """One segment, simulated from ``burn_in_steps`` before its first batch."""
+def _segment_config(config: FeedConfig, segment: int, drift: DriftSpec) -> SimulatorConfig:
+    """The simulation of one segment (its seed, steps and first step)."""
     n_steps = config.batches_per_segment * config.steps_per_batch
-    return simulate(
-        SimulatorConfig(
-            n_machines=config.n_machines,
-            n_steps=config.burn_in_steps + n_steps,
-            seed=segment_seed(config.seed, segment),
-            horizon=config.horizon,
-            first_step=config.start_step + segment * n_steps - config.burn_in_steps,
-            drift=drift,
-        )
+    return SimulatorConfig(
+        n_machines=config.n_machines,
+        n_steps=n_steps,
+        seed=segment_seed(config.seed, segment),
+        horizon=config.horizon,
+        first_step=config.start_step + segment * n_steps,
+        drift=drift,
     )
+
+
+def _segment(config: FeedConfig, segment: int, drift: DriftSpec) -> pd.DataFrame:
+    """One segment's frame, resumed from the machines' states after the segment before."""
+    resume = _segment_start(config, segment)
+    return simulate_states(_segment_config(config, segment, drift), resume)[0]
+
+
+_STARTS: dict[tuple[str, int], MachineStates] = {}
+"""Machines' states at the start of a segment, by (config, segment): later batches of a long
+feed would otherwise re-simulate every segment before theirs on each call."""
+_MAX_STARTS = 4096
+
+
+def _segment_start(config: FeedConfig, segment: int) -> MachineStates | None:
+    """The machines' states before ``segment``'s first reading (``None``: nothing to resume).
+
+    A segment ends as the simulation its last batch was cut from ends (drifted or not).
+    """
+    key = repr(config)
+    known = next((s for s in range(segment, 0, -1) if (key, s) in _STARTS), 0)
+    state = (
+        _STARTS[(key, known)]
+        if known
+        else _source_end(config.n_machines, config.start_step, config.seed, config.horizon)
+    )
+    if len(_STARTS) > _MAX_STARTS:
+        _STARTS.clear()
+    drift = config.effective_drift() if config.drifted else DriftSpec()
+    for done in range(known, segment):
+        last_batch = (done + 1) * config.batches_per_segment - 1
+        chosen = drift if config.is_drifted(last_batch) else DriftSpec()
+        state = simulate_states(_segment_config(config, done, chosen), state)[1]
+        _STARTS[(key, done + 1)] = state
+    return state
+
+
+@lru_cache(maxsize=8)
+def _source_end(n_machines: int, steps: int, seed: int, horizon: int) -> MachineStates | None:
+    """The machines' states after the source's last reading (``None`` when it has none)."""
+    if steps == 0:
+        return None
+    source = SimulatorConfig(n_machines=n_machines, n_steps=steps, seed=seed, horizon=horizon)
+    return simulate_states(source)[1]
 
 
 def _slice(frame: pd.DataFrame, config: FeedConfig, offset: int) -> pd.DataFrame:
     """Batch at ``offset`` (batch index inside its segment) of a segment's frame."""
-    n_steps = config.burn_in_steps + config.batches_per_segment * config.steps_per_batch
-    first = config.burn_in_steps + offset * config.steps_per_batch
+    n_steps = config.batches_per_segment * config.steps_per_batch
+    first = offset * config.steps_per_batch
     rows = (
         np.arange(config.n_machines)[:, None] * n_steps
         + np.arange(first, first + config.steps_per_batch)[None, :]
@@ -256,9 +306,7 @@ def feed_batches(
         for number in range(batch, stop):
             drifted = config.is_drifted(number)
             if drifted not in frames:
-                frames[drifted] = _simulate_segment(
-                    config, segment, drift if drifted else DriftSpec()
-                )
+                frames[drifted] = _segment(config, segment, drift if drifted else DriftSpec())
             yield number, _slice(frames[drifted], config, number - segment * per_segment)
         batch = stop
 

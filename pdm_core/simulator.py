@@ -18,6 +18,14 @@ Labels per reading:
 
 Everything is vectorised with numpy: millions of readings per second on one core. The same
 seed gives the same fleet, bit for bit.
+
+**Resuming.** :func:`simulate_states` also returns where every machine stands after its last
+reading (:class:`MachineStates`: the installed component's life, age, planned end, failure
+mode and damage curve, and the machine's calibration offsets). Passed back as ``resume``, a
+later simulation continues those machines exactly: the component under way keeps ageing to
+its planned failure or maintenance, and new draws (later components, regimes, noise) come from
+the later simulation's seed. The simulator feed uses this so that landed batches continue the
+source's machines reading for reading, as a real fleet's telemetry does.
 """
 
 from __future__ import annotations
@@ -200,10 +208,44 @@ class _Lifecycles:
     fails: np.ndarray  # True when the lifecycle ends in failure
     mode: np.ndarray  # failure-mode index
     shape: np.ndarray  # exponent of the damage curve
+    end: np.ndarray  # age after the lifecycle's last reading (its life, or the maintenance cut)
 
 
-def _draw_lifecycles(config: SimulatorConfig, rng: np.random.Generator) -> _Lifecycles:
-    """Draws enough lifecycles per machine to cover ``n_steps`` readings."""
+@dataclass(frozen=True)
+class MachineStates:
+    """Each machine's state after a simulation's last reading (index = machine number).
+
+    Attributes:
+        life: Life of the installed component.
+        age: The component's age at the next reading; equal to ``end`` when the last reading
+            was the component's last (the next reading starts a new one).
+        end: Age after the component's last reading (its life, or a maintenance cut).
+        fails: Whether the component's lifecycle ends in failure.
+        mode: Failure-mode index of the component's degradation.
+        shape: Exponent of its damage curve.
+        offset: The machine's calibration offset per sensor, shape ``(machines, sensors)``.
+        regime: Index of the machine's operating regime at its last reading (in
+            :data:`REGIMES`, then the drift's new regime).
+    """
+
+    life: np.ndarray
+    age: np.ndarray
+    end: np.ndarray
+    fails: np.ndarray
+    mode: np.ndarray
+    shape: np.ndarray
+    offset: np.ndarray
+    regime: np.ndarray
+
+
+def _draw_lifecycles(
+    config: SimulatorConfig, rng: np.random.Generator, resume: MachineStates | None = None
+) -> _Lifecycles:
+    """Draws enough lifecycles per machine to cover ``n_steps`` readings.
+
+    With ``resume``, each machine's first lifecycle is the component under way there (or a new
+    one, from age 0, where that component's last reading was the previous one).
+    """
     m, n = config.n_machines, config.n_steps
     h = config.horizon
     min_life = 3 * h + 10
@@ -221,6 +263,7 @@ def _draw_lifecycles(config: SimulatorConfig, rng: np.random.Generator) -> _Life
     cut_frac = rng.uniform(0.3, 1.0, size=(m, k))
     latest_cut = life - h - 2
     cut = np.minimum(np.maximum(np.rint(cut_frac * latest_cut), 1), latest_cut).astype(np.int64)
+    new_cut = cut[:, 0].copy()  # a first component that starts new (resumed machines)
     # The first component of every machine is already part-way through its life.
     age0 = np.zeros((m, k), dtype=np.int64)
     age0[:, 0] = np.floor(rng.uniform(0.0, 0.6, size=m) * life[:, 0]).astype(np.int64)
@@ -230,6 +273,10 @@ def _draw_lifecycles(config: SimulatorConfig, rng: np.random.Generator) -> _Life
     end = np.where(maintained, cut, life)  # age after the lifecycle's last reading
     fails = ~maintained
     fails[:, 0] |= end[:, 0] == life[:, 0]
+    if resume is not None:
+        arrays = {"life": life, "age0": age0, "end": end, "fails": fails, "mode": mode,
+                  "shape": shape}  # fmt: skip
+        _resume_first(resume, arrays, maintained, new_cut)
     length = end - age0
     starts = np.cumsum(length, axis=1) - length
     if not np.all(starts[:, -1] + length[:, -1] >= n):  # pragma: no cover - guarded by k
@@ -244,6 +291,61 @@ def _draw_lifecycles(config: SimulatorConfig, rng: np.random.Generator) -> _Life
         fails=fails[keep],
         mode=mode[keep],
         shape=shape[keep],
+        end=end[keep],
+    )
+
+
+def _resume_first(
+    resume: MachineStates,
+    lifecycles: dict[str, np.ndarray],
+    maintained: np.ndarray,
+    new_cut: np.ndarray,
+) -> None:
+    """Replaces each machine's first lifecycle (column 0 of the arrays, in place).
+
+    Machines whose component has readings left continue it; the others (their component ended
+    with the previous reading) start a new one at age 0, maintained at ``new_cut`` or failing as
+    drawn, like every later lifecycle.
+    """
+    life, age0, end = lifecycles["life"], lifecycles["age0"], lifecycles["end"]
+    if len(resume.age) != life.shape[0]:
+        raise ValueError(f"resume holds {len(resume.age)} machines, the simulation {life.shape[0]}")
+    going = resume.age < resume.end
+    fresh_end = np.where(maintained[:, 0], new_cut, life[:, 0])
+    life[:, 0] = np.where(going, resume.life, life[:, 0])
+    for name in ("mode", "shape"):
+        lifecycles[name][:, 0] = np.where(going, getattr(resume, name), lifecycles[name][:, 0])
+    age0[:, 0] = np.where(going, resume.age, 0)
+    end[:, 0] = np.where(going, resume.end, fresh_end)
+    lifecycles["fails"][:, 0] = np.where(going, resume.fails, end[:, 0] == life[:, 0])
+
+
+def _continue_regimes(
+    regime: np.ndarray, n_machines: int, resume: MachineStates, known: int
+) -> None:
+    """Keeps each machine in its resumed regime until its first drawn change (in place)."""
+    per_machine = regime.reshape(n_machines, -1)
+    n = per_machine.shape[1]
+    change = per_machine[:, 1:] != per_machine[:, :-1]
+    first_change = np.where(change.any(axis=1), change.argmax(axis=1) + 1, n)
+    keep = (np.arange(n)[None, :] < first_change[:, None]) & (resume.regime < known)[:, None]
+    per_machine[keep] = np.broadcast_to(resume.regime[:, None], per_machine.shape)[keep]
+
+
+def _end_states(
+    lc: _Lifecycles, n_machines: int, offset: np.ndarray, regime: np.ndarray
+) -> MachineStates:
+    """Each machine's state after its last simulated reading."""
+    last = np.cumsum(np.bincount(lc.machine, minlength=n_machines)) - 1
+    return MachineStates(
+        life=lc.life[last].copy(),
+        age=lc.age0[last] + lc.used[last],
+        end=lc.end[last].copy(),
+        fails=lc.fails[last].copy(),
+        mode=lc.mode[last].copy(),
+        shape=lc.shape[last].copy(),
+        offset=offset.copy(),
+        regime=regime.reshape(n_machines, -1)[:, -1].copy(),
     )
 
 
@@ -276,12 +378,29 @@ def simulate(config: SimulatorConfig | None = None) -> pd.DataFrame:
         :mod:`pdm_core.schema`; ``machine_id``, ``regime`` and ``failure_mode`` are
         categoricals of strings.
     """
+    return simulate_states(config)[0]
+
+
+def simulate_states(
+    config: SimulatorConfig | None = None, resume: MachineStates | None = None
+) -> tuple[pd.DataFrame, MachineStates]:
+    """Simulates a fleet, continuing ``resume``'s machines; also returns where they end.
+
+    Args:
+        config: Fleet configuration; ``first_step`` should follow the resumed simulation's
+            last step for the cycles and timestamps to continue too.
+        resume: The machines' states after an earlier simulation (see :class:`MachineStates`);
+            ``None`` starts every machine part-way through a first component.
+
+    Returns:
+        The frame (as :func:`simulate`) and each machine's state after its last reading.
+    """
     config = config or SimulatorConfig()
     rng = np.random.default_rng(config.seed)
     m, n = config.n_machines, config.n_steps
     total = m * n
 
-    lc = _draw_lifecycles(config, rng)
+    lc = _draw_lifecycles(config, rng, resume)
     lc_index = np.repeat(np.arange(lc.used.size), lc.used)
     lc_first_row = np.cumsum(lc.used) - lc.used
     offset = np.arange(total, dtype=np.int64) - np.repeat(lc_first_row, lc.used)
@@ -293,11 +412,15 @@ def simulate(config: SimulatorConfig | None = None) -> pd.DataFrame:
     failure_within_h = (lc.fails[lc_index] & (rul <= config.horizon)).astype(np.int8)
 
     regime, regime_names = _draw_regimes(config, rng, total)
+    if resume is not None:
+        _continue_regimes(regime, m, resume, len(regime_names))
     speed = np.array([_REGIME_SPEED[r] for r in regime_names])[regime]
     load = np.array([_REGIME_LOAD[r] for r in regime_names])[regime]
 
     # Per-machine calibration offsets (a fleet is never perfectly uniform).
     machine_offset = rng.normal(0.0, 0.25, size=(m, len(SENSORS))) * _NOISE_SD * 2.0
+    if resume is not None:
+        machine_offset = resume.offset
     machine_of_row = np.repeat(np.arange(m), n)
 
     # Sensor-major layout: each sensor's column is contiguous, so the frame needs no copy.
@@ -334,4 +457,4 @@ def simulate(config: SimulatorConfig | None = None) -> pd.DataFrame:
     frame[schema.LABEL] = failure_within_h
     frame[schema.FAILURE_MODE] = pd.Categorical.from_codes(mode, FAILURE_MODES)
     frame[schema.SOURCE_SPLIT] = pd.Categorical.from_codes(np.zeros(total, np.int8), [""])
-    return pd.DataFrame(frame, copy=False)
+    return pd.DataFrame(frame, copy=False), _end_states(lc, m, machine_offset, regime)

@@ -8,7 +8,9 @@
 - ``make drift-demo`` (the real Dagster daemon on the same ``PDM_HOME``): the stationary batches
   trigger nothing, the drifted batch triggers exactly one retrain with a deterministic run key,
   the promotion gate decides, and the sensor's next tick (which sees the retrained champion's
-  own drift report on the same batch) requests no second retrain.
+  own drift report on the same batch) requests no second retrain; and the live scores those
+  ingestion runs left: no high-risk alert for a healthy machine in the stationary batches, and
+  a machine driven to failure there alerted on before its failure reading.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ def check_demo(output: str, home: Path) -> None:
 
 def check_drift_demo(output: str, home: Path) -> None:
     """``make drift-demo`` told the whole drift story, and the instance agrees."""
-    shares = [float(s) for s in re.findall(r"ingested \(run \w+\); drift share ([\d.]+)", output)]
+    ingested = re.findall(
+        r"(feed-\d+)\.parquet: ingested \(run \w+\); drift share ([\d.]+)", output
+    )
+    shares = [float(share) for _, share in ingested]
     assert len(shares) == 3, output[-4000:]
     assert all(share < 0.3 for share in shares[:2]) and shares[2] >= 0.3, shares
     assert "requested by the sensor" in output
@@ -65,11 +70,56 @@ def check_drift_demo(output: str, home: Path) -> None:
         ingests = instance.get_runs(dg.RunsFilter(job_name="ingest_telemetry"))
         assert len(ingests) == 3 and all(r.status.value == "SUCCESS" for r in ingests)
 
+    stationary = [name for name, share in ingested if float(share) < 0.3]
+    check_live_alerts(home / "warehouse.duckdb", stationary)
+
     client = MlflowTracking(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}").client()
     versions = client.search_model_versions(f"name='{FLEET_MODEL}'")
     assert len(versions) == 2  # the demo's champion and the retrained candidate
     champion = client.get_model_version_by_alias(FLEET_MODEL, "champion")
     assert str(champion.version) == ("2" if decision.group(1) == "promote" else "1")
+
+
+def check_live_alerts(warehouse: Path, stationary: list[str]) -> None:
+    """High-risk alerts that the daemon's ingestion runs raised on the stationary batches.
+
+    The simulator's ground truth lands with the readings, so each alert is judged against the
+    true remaining life of the reading that raised it: a machine is healthy there when its
+    component has more than two label horizons (60 readings) to live. No such alert may exist,
+    and at least one failure in those batches must have a HIGH or CRITICAL alert in the
+    horizon before its failure reading.
+    """
+    import duckdb
+
+    from pdm_core.feed import FeedConfig
+
+    horizon = FeedConfig().horizon
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        db.execute(
+            "create temp table truth as select * from pdm.landed_telemetry "
+            "where regexp_extract(batch_id, '^(feed-[0-9]+)', 1) in (select unnest(?))",
+            [stationary],
+        )
+        alerts = db.execute(
+            "select t.machine_id, t.cycle, t.rul from pdm.alerts a join truth t "
+            "on t.machine_id = a.details ->> 'machine_id' "
+            "and t.cycle = (a.details ->> 'cycle')::bigint where a.kind = 'high_risk'"
+        ).fetchall()
+        warned = db.execute(
+            "select f.machine_id, f.cycle from truth f where f.rul = 0 "
+            "and f.failure_within_h = 1 and exists (select 1 from truth t "
+            "join pdm.alerts a on a.kind = 'high_risk' "
+            "and t.machine_id = a.details ->> 'machine_id' "
+            "and t.cycle = (a.details ->> 'cycle')::bigint "
+            "where t.machine_id = f.machine_id and t.cycle between f.cycle - ? and f.cycle - 1)",
+            [horizon],
+        ).fetchall()
+    assert alerts, f"no high-risk alert from the stationary batches {stationary}"
+    healthy = [(machine, cycle, rul) for machine, cycle, rul in alerts if rul > 2 * horizon]
+    assert not healthy, (
+        f"high-risk alerts for healthy machines (machine, cycle, true RUL): {healthy}"
+    )
+    assert warned, f"no failure in {stationary} was alerted on in the {horizon} readings before it"
 
 
 #: Checks by a block's exact first line; each gets the block's output and the clone's PDM_HOME.

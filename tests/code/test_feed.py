@@ -64,24 +64,33 @@ def test_deterministic_and_independent_of_how_batches_are_requested() -> None:
 
 
 def test_consecutive_batches_continue_each_machine() -> None:
-    batches = _batches(SMALL, 0, 4)  # one segment: continuous histories
-    full = pd.concat(batches.values()).sort_values([schema.MACHINE, schema.CYCLE])
+    """The source, then batches of two segments: one continuous history per machine."""
+    source = simulate(SimulatorConfig(n_machines=5, n_steps=2000, seed=7))  # SMALL's source
+    batches = _batches(SMALL, 0, 8)  # segments 0 and 1 (batches 0-3, 4-7)
+    full = pd.concat([source.drop(columns=[schema.SOURCE_SPLIT]), *batches.values()])
+    full = full.sort_values([schema.MACHINE, schema.CYCLE])
     for _, machine in full.groupby(schema.MACHINE, observed=True):
         assert (np.diff(machine[schema.CYCLE]) == 1).all()
         gaps = np.diff(machine[schema.TIMESTAMP].to_numpy()).astype("timedelta64[m]")
         assert (gaps == np.timedelta64(10, "m")).all()
-        # Inside a lifecycle the age grows by one per reading; a reset is a new component.
+        # Inside a lifecycle the age grows by one per reading; a reset is a new component,
+        # after a failure (rul 0) or a maintenance (rul beyond the horizon).
         age = machine[schema.TIME_SINCE_MAINTENANCE].to_numpy()
-        steps = np.diff(age)
-        assert ((steps == 1) | (age[1:] == 0)).all()
         rul = machine[schema.RUL].to_numpy()
-        assert ((np.diff(rul) == -1) | (age[1:] == 0)).all()
-    # Across batch boundaries too (batch 1 picks up where batch 0 stopped).
-    last0 = batches[0].groupby(schema.MACHINE, observed=True).last()
-    first1 = batches[1].groupby(schema.MACHINE, observed=True).first()
-    assert (first1[schema.CYCLE] == last0[schema.CYCLE] + 1).all()
-    ages = first1[schema.TIME_SINCE_MAINTENANCE]
-    assert ((ages == last0[schema.TIME_SINCE_MAINTENANCE] + 1) | (ages == 0)).all()
+        reset = age[1:] == 0
+        assert ((np.diff(age) == 1) | reset).all()
+        assert ((np.diff(rul) == -1) | reset).all()
+        assert ((rul[:-1][reset] == 0) | (rul[:-1][reset] > SMALL.horizon)).all()
+        mode = machine[schema.FAILURE_MODE].astype(str).to_numpy()
+        assert ((mode[1:] == mode[:-1]) | reset).all()
+    # At each boundary (source -> batch 0, batch 3 -> 4 between segments) the sensors step as
+    # they do inside a batch: no new machine appears under an old id.
+    inside = batches[1].groupby(schema.MACHINE, observed=True)["vibration"].diff().abs().median()
+    for before, after in ((source, batches[0]), (batches[3], batches[4])):
+        last = before.groupby(schema.MACHINE, observed=True).last()
+        first = after.groupby(schema.MACHINE, observed=True).first()
+        assert (first[schema.REGIME].astype(str) == last[schema.REGIME].astype(str)).all()
+        assert (first["vibration"] - last["vibration"]).abs().median() < 3 * inside
 
 
 def test_bias_drift_changes_only_the_biased_sensor() -> None:

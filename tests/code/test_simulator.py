@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from pdm_core.simulator import (
     SimulatorConfig,
     dataset_info,
     simulate,
+    simulate_states,
 )
 
 SMALL = SimulatorConfig(n_machines=10, n_steps=600, seed=11)
@@ -294,3 +297,51 @@ def test_invalid_drift_spec_is_rejected(kwargs: dict, message: str) -> None:
 def test_invalid_simulator_config_is_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SimulatorConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resuming a fleet
+
+
+def _joined(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    joined = pd.concat([first, second], ignore_index=True)
+    return joined.sort_values([schema.MACHINE, schema.CYCLE], kind="stable").reset_index(drop=True)
+
+
+def test_a_resumed_simulation_continues_every_machine(fleet: pd.DataFrame) -> None:
+    """Source + resumed run = one fleet: the lifecycle rules hold across the boundary."""
+    _, states = simulate_states(SMALL)
+    later = SimulatorConfig(n_machines=10, n_steps=600, seed=12, first_step=SMALL.n_steps)
+    resumed, _ = simulate_states(later, resume=states)
+    joined = _joined(fleet, resumed)
+    test_failing_lifecycles_count_down_to_zero_then_reset(joined)
+    test_every_reset_is_a_failure_or_an_early_maintenance(joined)
+    last = fleet.groupby(schema.MACHINE, observed=True).last()
+    first = resumed.groupby(schema.MACHINE, observed=True).first()
+    going = first[schema.TIME_SINCE_MAINTENANCE] != 0
+    assert going.sum() >= 8  # most components are mid-life at any moment
+    pd.testing.assert_series_equal(
+        first.loc[going, schema.TIME_SINCE_MAINTENANCE],
+        last.loc[going, schema.TIME_SINCE_MAINTENANCE] + 1,
+    )
+    pd.testing.assert_series_equal(first.loc[going, schema.RUL], last.loc[going, schema.RUL] - 1)
+    assert (first[schema.FAILURE_MODE] == last[schema.FAILURE_MODE])[going].all()
+    assert (first[schema.REGIME].astype(str) == last[schema.REGIME].astype(str)).all()
+    # The sensors step across the boundary as they step inside a run (same offsets, no jump).
+    inside = fleet.groupby(schema.MACHINE, observed=True)["vibration"].diff().abs().median()
+    across = (first["vibration"] - last["vibration"]).abs().median()
+    assert across < 3 * inside, (across, inside)
+    # Without resume the same later run starts other machine states.
+    fresh = simulate(later).groupby(schema.MACHINE, observed=True).first()
+    assert (fresh[schema.TIME_SINCE_MAINTENANCE] != last[schema.TIME_SINCE_MAINTENANCE] + 1).any()
+
+
+def test_a_component_that_ended_is_replaced_by_a_new_one() -> None:
+    _, states = simulate_states(SMALL)
+    ended = replace(states, age=states.end.copy())  # every last reading was a component's last
+    later = SimulatorConfig(n_machines=10, n_steps=200, seed=3, first_step=600)
+    resumed = simulate_states(later, resume=ended)[0]
+    first = resumed.groupby(schema.MACHINE, observed=True).first()
+    assert (first[schema.TIME_SINCE_MAINTENANCE] == 0).all()
+    with pytest.raises(ValueError, match="resume holds 10 machines, the simulation 4"):
+        simulate_states(SimulatorConfig(n_machines=4, n_steps=50), resume=states)
