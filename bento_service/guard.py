@@ -6,6 +6,8 @@ This module must not import Dagster.
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -14,11 +16,19 @@ from bento_service.metrics import REJECTED
 from bento_service.openapi import API_PATHS, error_body, patch_openapi
 from bento_service.schemas import ARROW_MEDIA_TYPES, ARROW_STREAM
 from bento_service.settings import serve_settings
+from bento_service.tokens import BearerTokens
+
+LOGGER = logging.getLogger("pdm.service.guard")
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+"""Paths answered without a bearer token: the kubelet's probes and Prometheus' scrape."""
+CHALLENGE = (b"www-authenticate", b'Bearer realm="pdm-risk-service"')
 
 
 class RequestGuard:
     """ASGI middleware in front of the BentoML app.
 
+    With bearer tokens configured (``PDM_SERVE_TOKENS_DIR``) it first answers 401 to every
+    request outside :data:`OPEN_PATHS` that lacks a valid one, logging why without the token.
     On the prediction paths it refuses oversized bodies (413), gives every 4xx answer the one
     documented error shape and counts it by rule in ``pdm_rejected_requests_total``. On
     ``/docs.json`` it applies :func:`patch_openapi`.
@@ -26,15 +36,31 @@ class RequestGuard:
 
     def __init__(self, app: Any, max_body_bytes: int | None = None) -> None:
         self.app = app
-        self.max_body_bytes = (
-            serve_settings().max_body_bytes if max_body_bytes is None else max_body_bytes
+        settings = serve_settings()
+        self.max_body_bytes = settings.max_body_bytes if max_body_bytes is None else max_body_bytes
+        self.tokens = (
+            BearerTokens(Path(settings.tokens_dir), settings.tokens_reload_s)
+            if settings.tokens_dir
+            else None
         )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """Handles one ASGI connection."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-        elif scope["path"] == "/docs.json":
+            return
+        refusal = None
+        if self.tokens is not None and scope["path"] not in OPEN_PATHS:
+            refusal = self.tokens.refusal(dict(scope.get("headers") or []).get(b"authorization"))
+        if refusal is None:
+            await self._dispatch(scope, receive, send)
+            return
+        endpoint = scope["path"].lstrip("/") if scope["path"] in API_PATHS else "other"
+        LOGGER.warning("401 %s %s: %s", scope.get("method"), scope["path"], refusal)
+        await self._refuse(endpoint, send, 401, "unauthorized", "authorization", refusal, CHALLENGE)
+
+    async def _dispatch(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/docs.json":
             patch = lambda status, body: json.dumps(patch_openapi(json.loads(body))).encode()  # noqa: E731
             await self.app(scope, receive, self._rewriting(send, patch, lambda s: s == 200))
         elif scope["path"] in API_PATHS:
@@ -137,19 +163,23 @@ class RequestGuard:
 
     @classmethod
     async def _refuse(
-        cls, endpoint: str, send: Any, status: int, rule: str, loc: str, msg: str
-    ) -> None:
+        cls, endpoint: str, send: Any, status: int, rule: str, loc: str, msg: str,
+        *extra: tuple[bytes, bytes],
+    ) -> None:  # fmt: skip
         REJECTED.labels(endpoint=endpoint, reason=rule).inc()
         detail = [{"type": rule, "loc": [loc], "msg": msg}]
         body = json.dumps({"error": msg, "detail": detail}).encode()
-        await cls._answer(send, status, body, close=True)
+        await cls._answer(send, status, body, True, *extra)
 
     @staticmethod
-    async def _answer(send: Any, status: int, body: bytes, close: bool = False) -> None:
-        """Sends a whole JSON response."""
+    async def _answer(
+        send: Any, status: int, body: bytes, close: bool = False, *extra: tuple[bytes, bytes]
+    ) -> None:
+        """Sends a whole JSON response (with ``extra`` headers)."""
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            *extra,
         ]
         if close:
             headers.append((b"connection", b"close"))

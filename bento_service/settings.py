@@ -62,6 +62,11 @@ class ServeSettings(BaseSettings):
         access_log: BentoML's access log line per request.
         shared_socket: ``fleet-serve`` keeps BentoML's one shared listening socket instead of
             a socket per worker.
+        tokens_dir: A directory of bearer tokens, one per file (a mounted Kubernetes Secret);
+            when set, every path but the probes and ``/metrics`` answers 401 without a valid
+            ``Authorization: Bearer`` token (:mod:`bento_service.tokens`). Empty: no check.
+        tokens_reload_s: How often a worker reads the token directory again, so that tokens
+            can be added and removed while it serves.
     """
 
     model_config = SettingsConfigDict(
@@ -80,6 +85,8 @@ class ServeSettings(BaseSettings):
     tracing: bool = False
     access_log: bool = False
     shared_socket: bool = False
+    tokens_dir: str = ""
+    tokens_reload_s: float = Field(default=10.0, gt=0)
 
     @pydantic.field_validator("gc_thresholds", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ K8S_DIR = REPO_ROOT / "bento_service" / "k8s"
 OVERLAYS = ("dev", "prod")
 APP = "pdm-risk-service"
 EXPORTER = "metrics-exporter"  # deploy/metrics-exporter, rendered by the same script
+EXTERNAL = "prod-external"  # prod + components/external-access (Ingress, bearer tokens)
 
 # One worker runs all of these (make test uses --dist loadfile): the tools are built once.
 
@@ -40,7 +41,7 @@ def rendered(tools: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     result = run_ci_script(SCRIPT, "--render-only", str(out))
     assert result.returncode == 0, result.stderr
     docs = {}
-    for overlay in (*OVERLAYS, EXPORTER):
+    for overlay in (*OVERLAYS, EXTERNAL, EXPORTER):
         with open(out / f"{overlay}.yaml", encoding="utf-8") as fh:
             docs[overlay] = [doc for doc in yaml.safe_load_all(fh) if doc]
     return docs
@@ -251,7 +252,7 @@ def test_checkov_skips_are_few_and_justified():
 def test_validate_manifests_passes(tools):
     result = run_ci_script(SCRIPT)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    assert f"OK: dev prod {EXPORTER}" in result.stderr
+    assert f"OK: dev {EXTERNAL} prod {EXPORTER}" in result.stderr
 
 
 def test_validate_manifests_rejects_a_weakened_manifest(tools, tmp_path):
@@ -308,3 +309,34 @@ def test_metrics_exporter_is_wired_to_what_the_platform_deploys(rendered):
     assert "${dagster_namespace}" in job
     helm_tf = (terraform / "helm.tf").read_text()
     assert re.search(r"dagster_namespace\s*=\s*local\.namespaces\.dagster", helm_tf)
+
+
+def test_external_access_adds_a_tls_ingress_and_the_token_secret(rendered):
+    """Only the prediction paths go out, over TLS, and the service reads the mounted tokens."""
+    from bento_service.guard import OPEN_PATHS
+    from bento_service.openapi import API_PATHS
+
+    docs = rendered[EXTERNAL]
+    assert {doc["metadata"]["namespace"] for doc in docs} == {"pdm-prod"}
+    ingress = _one(docs, "Ingress")["spec"]
+    assert ingress["tls"][0]["secretName"] and ingress["tls"][0]["hosts"]
+    [rule] = ingress["rules"]
+    assert rule["host"] in ingress["tls"][0]["hosts"]
+    paths = {p["path"] for p in rule["http"]["paths"]}
+    assert paths == {*API_PATHS, "/model_info"} and not paths & OPEN_PATHS
+    assert {p["backend"]["service"]["name"] for p in rule["http"]["paths"]} == {APP}
+    container = _container(docs)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["service-tokens"]["mountPath"] == env["PDM_SERVE_TOKENS_DIR"]
+    assert mounts["service-tokens"]["readOnly"] is True
+    volumes = _one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    [tokens] = [v for v in volumes if v["name"] == "service-tokens"]
+    assert tokens["secret"]["secretName"] == "pdm-risk-service-tokens"
+    sources = _one(docs, "NetworkPolicy")["spec"]["ingress"][0]["from"]
+    namespaces = {s.get("namespaceSelector", {}).get("matchLabels", {}).get(
+        "kubernetes.io/metadata.name") for s in sources}  # fmt: skip
+    assert {"monitoring", "ingress-nginx"} <= namespaces
+    # Everything else is the prod overlay unchanged.
+    prod = {(d["kind"], d["metadata"]["name"]) for d in rendered["prod"]}
+    assert {(d["kind"], d["metadata"]["name"]) for d in docs} == prod | {("Ingress", APP)}

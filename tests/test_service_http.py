@@ -620,3 +620,84 @@ def test_the_serving_path_imports_no_training_library(service: Service, tmp_path
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Bearer tokens (PDM_SERVE_TOKENS_DIR): a second server on the same model, tokens in files as a
+# mounted Kubernetes Secret lays them out.
+
+TOKEN_A, TOKEN_B, TOKEN_C = (
+    "tok-a-8f14e45fceea167a5a36",
+    "tok-b-c9f0f895fb98ab91",
+    "tok-c-45c48cce2e2d7fbd",
+)
+
+
+@pytest.fixture(scope="module")
+def guarded(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    home = tmp_path_factory.mktemp("guarded")
+    tokens = home / "tokens"
+    (tokens / "..2026_12_06_data").mkdir(parents=True)  # a Secret volume's hidden entries
+    (tokens / "a").write_text(TOKEN_A + "\n")
+    (tokens / "b").write_text(TOKEN_B)
+    (tokens / ".hidden").write_text(TOKEN_C)
+    env = {
+        "PDM_MODEL_DIR": str(service.fleet.bundle_dir),
+        "PDM_SERVE_TOKENS_DIR": str(tokens),
+        "PDM_SERVE_TOKENS_RELOAD_S": "0.5",
+    }
+    with bentoml_server(env, home) as url:
+        wait_ready(url)
+        log = home / f"bentoml-{url.rsplit(':', 1)[1]}.log"
+        yield {"url": url, "tokens": tokens, "log": log}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_tokens_guard_every_path_but_probes_and_metrics(service: Service, guarded: dict) -> None:
+    url, window = guarded["url"], machine_window(service, "M001", 400)
+    for path in ("/livez", "/readyz", "/metrics"):
+        assert httpx.get(url + path).status_code == 200, path
+    for headers, reason in (
+        ({}, "no bearer token"),
+        ({"authorization": f"Basic {TOKEN_A}"}, "no bearer token"),
+        (_bearer("tok-a-wrong"), "unknown bearer token"),
+        (_bearer(TOKEN_C), "unknown bearer token"),  # a hidden file holds no token
+    ):
+        answer = httpx.post(f"{url}/predict", json=window, headers=headers)
+        assert answer.status_code == 401, headers
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+        assert answer.json()["detail"] == [
+            {"type": "unauthorized", "loc": ["authorization"], "msg": reason}
+        ]
+    assert httpx.get(f"{url}/model_info").status_code == 401
+    assert httpx.get(f"{url}/docs.json").status_code == 401
+    expected = post(service, "/predict", window).json()
+    for token in (TOKEN_A, TOKEN_B):  # two tokens valid at once; the scheme is case-blind
+        answer = httpx.post(
+            f"{url}/predict", json=window, headers={"authorization": f"bearer {token}"}
+        )
+        assert answer.status_code == 200 and answer.json() == expected
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'pdm_rejected_requests_total{endpoint="predict",reason="unauthorized"}' in metrics
+    logged = guarded["log"].read_text()
+    assert "401 POST /predict: unknown bearer token" in logged
+    assert "tok-a-wrong" not in logged and TOKEN_A not in logged and TOKEN_C not in logged
+
+
+def test_tokens_rotate_without_a_restart(service: Service, guarded: dict) -> None:
+    url, tokens = guarded["url"], guarded["tokens"]
+    window = machine_window(service, "M002", 300)
+    (tokens / "c").write_text(TOKEN_C)  # a new token is added...
+    (tokens / "a").unlink()  # ...and an old one removed
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        new = httpx.post(f"{url}/predict", json=window, headers=_bearer(TOKEN_C)).status_code
+        old = httpx.post(f"{url}/predict", json=window, headers=_bearer(TOKEN_A)).status_code
+        if (new, old) == (200, 401):
+            break
+        time.sleep(0.2)
+    assert (new, old) == (200, 401)
+    assert httpx.post(f"{url}/predict", json=window, headers=_bearer(TOKEN_B)).status_code == 200
