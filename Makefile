@@ -16,7 +16,7 @@ export BENTOML_HOME ?= $(PDM_HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 PDM_SERVE_PORT ?= 3001
 
-.PHONY: help install demo drift-demo feed mqtt-bridge test lint typecheck format ui mlflow-ui serve rollback bench bench-cmapss bench-serve bench-drift bench-live metrics-exporter clean
+.PHONY: help install demo drift-demo feed mqtt-bridge test lint typecheck format ui mlflow-ui serve rollback bench bench-cmapss bench-serve bench-drift bench-live metrics-exporter rehearse-serve clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ bench-serve: install  ## BentoML service vs a FastAPI control on the demo champi
 
 bench-drift: install  ## Drift detection on simulator streams with the default thresholds (BENCHMARKS.md)
 	$(BIN)/python benchmarks/bench_drift.py --update BENCHMARKS.md
+
+rehearse-serve: install  ## After make demo: run the Bento as its Kubernetes pod would (namespaces; needs root)
+	$(BIN)/python -m pdm_platform.rehearse_serve $(ARGS)
 
 metrics-exporter: install  ## Live fleet metrics for Prometheus on http://127.0.0.1:9108/metrics
 	$(BIN)/python -m pdm_platform.fleet_metrics $(ARGS)

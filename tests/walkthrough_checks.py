@@ -10,7 +10,8 @@
   the promotion gate decides, and the sensor's next tick (which sees the retrained champion's
   own drift report on the same batch) requests no second retrain; and the live scores those
   ingestion runs left: no high-risk alert for a healthy machine in the stationary batches, and
-  a machine driven to failure there alerted on before its failure reading.
+  a machine driven to failure there alerted on before its failure reading;
+- ``make rehearse-serve``: every check of the rehearsed pod passed and no staging was left.
 """
 
 from __future__ import annotations
@@ -122,10 +123,19 @@ def check_live_alerts(warehouse: Path, stationary: list[str]) -> None:
     assert warned, f"no failure in {stationary} was alerted on in the {horizon} readings before it"
 
 
+def check_rehearsal(output: str, home: Path) -> None:
+    """``make rehearse-serve`` ran every check on the rehearsed pod, and each passed."""
+    lines = [line for line in output.splitlines() if line.startswith(("ok ", "FAIL"))]
+    assert len(lines) == 7 and all(line.startswith("ok ") for line in lines), output[-4000:]
+    assert "rehearsal passed" in output
+    assert not list(home.glob("rehearsal-*")), "a passed rehearsal leaves no staging behind"
+
+
 #: Checks by a block's exact first line; each gets the block's output and the clone's PDM_HOME.
 CHECKS: dict[str, Callable[[str, Path], None]] = {
     "make demo": check_demo,
     "make drift-demo": check_drift_demo,
+    "make rehearse-serve": check_rehearsal,
 }
 
 
