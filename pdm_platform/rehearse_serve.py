@@ -478,11 +478,20 @@ def check(config: CheckConfig) -> list[tuple[str, bool, str]]:
 
 
 def rehearse(
-    tag: str = BENTO, overlay: str = OVERLAY, manifest: Path | None = None
+    tag: str = BENTO,
+    overlay: str = OVERLAY,
+    manifest: Path | None = None,
+    then: str | None = None,
 ) -> list[tuple[str, bool, str]]:
     """Stages the Bento, runs it as the rendered pod and checks it; the checks' results.
 
-    ``manifest`` replaces the rendered ``overlay`` by another rendered file (a test's edit).
+    Args:
+        tag: The Bento.
+        overlay: The overlay whose Deployment is the pod.
+        manifest: Another rendered file instead of ``overlay`` (a test's edit).
+        then: A shell command run after the checks passed, in the pod's network namespace,
+            with ``{url}`` replaced by the pod's address (CD's smoke test); its outcome is
+            one more check.
     """
     for tool in ("unshare", "nsenter", "setpriv", "ip"):
         if shutil.which(tool) is None:
@@ -533,6 +542,14 @@ def rehearse(
         if checker.returncode != 0:
             raise RuntimeError(f"the checker failed:\n{checker.stderr[-3000:]}")
         results = [tuple(r) for r in json.loads(checker.stdout.strip().splitlines()[-1])]
+        if then and all(ok for _, ok, _ in results):
+            command = then.replace("{url}", f"http://127.0.0.1:{pod.port}")
+            after = subprocess.run(
+                ["nsenter", f"--net=/proc/{ready}/ns/net", "bash", "-c", command],
+                capture_output=True, text=True, cwd=REPO, timeout=600,
+            )  # fmt: skip
+            said = (after.stdout + after.stderr).strip().replace("\n", " | ")[-1500:]
+            results.append((f"then: {command}", after.returncode == 0, said))
     finally:
         os.killpg(pod_process.pid, signal.SIGTERM)
         try:
@@ -571,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bento", default=BENTO)
     parser.add_argument("--overlay", default=OVERLAY)
     parser.add_argument("--manifest", type=Path, help="a rendered manifest instead of --overlay")
+    parser.add_argument(
+        "--then", help="a shell command run against the pod once it passed ({url}: its address)"
+    )
     parser.add_argument("--check", type=Path, help=argparse.SUPPRESS)  # the inner checker
     args = parser.parse_args(argv)
     if args.check:
@@ -578,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(check(config)))
         return 0
     started = time.monotonic()
-    results = rehearse(args.bento, args.overlay, args.manifest)
+    results = rehearse(args.bento, args.overlay, args.manifest, args.then)
     for name, ok, detail in results:
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
     passed = all(ok for _, ok, _ in results)

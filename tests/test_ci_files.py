@@ -430,13 +430,19 @@ def test_no_expression_is_expanded_inside_a_script(workflows):
 def test_cd_pins_the_risk_service_to_the_pushed_digest_and_rolls_back(workflows):
     job = workflows["cd.yml"]["jobs"]["bento"]
     commands = job_commands(job)
-    assert 'kustomize edit set image "pdm-risk-service=$IMAGE_REPO@$DIGEST"' in commands
+    # The steps' logic is in deploy/cd/bento-steps.sh (run by tests/test_cd_steps.py).
+    steps = "deploy/cd/bento-steps.sh"
+    assert (REPO_ROOT / steps).is_file()
+    pin = f'{steps} pin bento_service/k8s/overlays/prod "$IMAGE_REPO" "$DIGEST" $MODEL_VERSION'
+    assert pin in commands
     assert job["env"]["IMAGE"] == "${{ vars.ECR_REGISTRY }}/pdm-risk-service:${{ github.sha }}"
     assert "kubectl rollout status deployment/pdm-risk-service" in commands
     assert (REPO_ROOT / "examples" / "serving" / "predict_request.json").is_file()
-    assert "@examples/serving/predict_request.json" in commands
+    assert f"{steps} smoke http://127.0.0.1:18080 examples/serving/predict_request.json" in commands
     rollback = job["steps"][-1]
-    assert rollback["if"].startswith("failure()")
+    assert rollback["if"] == "failure()"
+    assert rollback["env"]["APPLY_OUTCOME"] == "${{ steps.apply.outcome }}"
+    assert f'{steps} rollback-decision "$APPLY_OUTCOME"' in rollback["run"]
     assert "kubectl rollout undo deployment/pdm-risk-service" in rollback["run"]
     assert rollback["run"].rstrip().endswith("exit 1")
 

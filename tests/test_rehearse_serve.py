@@ -4,8 +4,9 @@ The shape tests read the rendered ``prod`` overlay. The run tests build a Bento 
 trained bundle exactly as ``fleet_bento`` does (``import_bundle`` + ``build_bento``, in their
 own BentoML home), rehearse it as the rendered pod runs it, and rehearse it once more with the
 pod's writable BentoML home removed from the manifest, which must fail at start-up: the
-rehearsal catches what the static checks pass. The runs need root (mount namespaces, another
-uid); outside CI a machine without it skips them.
+rehearsal catches what the static checks pass. CD's smoke test (``deploy/cd/bento-steps.sh
+smoke``) runs against the rehearsed pod. The runs need root (mount namespaces, another uid);
+outside CI a machine without it skips them.
 """
 
 from __future__ import annotations
@@ -103,13 +104,18 @@ def rehearse(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[st
     )
 
 
-def test_the_bento_serves_as_its_pod(bento: dict[str, str]) -> None:
-    run = rehearse(bento)
+SMOKE = "deploy/cd/bento-steps.sh smoke {url} examples/serving/predict_request.json"
+
+
+def test_the_bento_serves_as_its_pod_and_passes_cd_s_smoke_test(bento: dict[str, str]) -> None:
+    run = rehearse(bento, "--then", SMOKE)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
     for check in ("startup probe", "readiness probe", "liveness probe",
                   "/predict = development server", "/predict_batch (Arrow) = development server",
                   "/metrics scrapeable", "/model_info names the Bento's model"):  # fmt: skip
         assert f"ok   {check}" in run.stdout, run.stdout
+    smoke = SMOKE.replace("{url}", "http://127.0.0.1:3000")
+    assert f"ok   then: {smoke}: smoke test passed: model " in run.stdout, run.stdout
     assert "rehearsal passed" in run.stdout
 
 
