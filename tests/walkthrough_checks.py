@@ -8,9 +8,7 @@
 - ``make drift-demo`` (the real Dagster daemon on the same ``PDM_HOME``): the stationary batches
   trigger nothing, the drifted batch triggers exactly one retrain with a deterministic run key,
   the promotion gate decides, and the sensor's next tick (which sees the retrained champion's
-  own drift report on the same batch) requests no second retrain; and the live scores those
-  ingestion runs left: no high-risk alert for a healthy machine in the stationary batches, and
-  a machine driven to failure there alerted on before its failure reading;
+  own drift report on the same batch) requests no second retrain;
 - ``make rehearse-serve``: every check of the rehearsed pod passed and no staging was left.
 """
 
@@ -70,9 +68,6 @@ def check_drift_demo(output: str, home: Path) -> None:
         assert retrains[0].tags["dagster/run_key"].startswith("retrain-")
         ingests = instance.get_runs(dg.RunsFilter(job_name="ingest_telemetry"))
         assert len(ingests) == 3 and all(r.status.value == "SUCCESS" for r in ingests)
-
-    stationary = [name for name, share in ingested if float(share) < 0.3]
-    check_live_alerts(home / "warehouse.duckdb", stationary)
 
     client = MlflowTracking(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}").client()
     versions = client.search_model_versions(f"name='{FLEET_MODEL}'")
