@@ -140,16 +140,15 @@ def pod_shape(rendered: Path, container: str = CONTAINER) -> PodShape:
 
 @dataclass(frozen=True)
 class ImageShape:
-    """What the Bento's generated Dockerfile sets up: environment, working directory, venv."""
+    """What the Bento's generated Dockerfile sets up: environment and working directory."""
 
     env: dict[str, str]
     workdir: str
     bento_path: str
-    venv: str
 
 
 def image_shape(dockerfile: Path) -> ImageShape:
-    """The image's ``ENV`` (with ``ARG`` defaults substituted), ``WORKDIR`` and venv path."""
+    """The image's ``ENV`` (with ``ARG`` defaults substituted) and ``WORKDIR``."""
     args: dict[str, str] = {}
     env: dict[str, str] = {}
     workdir = "/"
@@ -170,9 +169,9 @@ def image_shape(dockerfile: Path) -> ImageShape:
             env[name] = expand(value)
         elif keyword == "WORKDIR":
             workdir = expand(rest)
-    venv = env.get("VIRTUAL_ENV", "/app/.venv")
-    env.pop("PATH", None)  # set from the venv below, as the image's entrypoint activates it
-    return ImageShape(env, workdir, env.get("BENTO_PATH", "/home/bentoml/bento"), venv)
+    for name in ("PATH", "VIRTUAL_ENV"):  # the rehearsal's environment is elsewhere
+        env.pop(name, None)
+    return ImageShape(env, workdir, env.get("BENTO_PATH", "/home/bentoml/bento"))
 
 
 def render_overlay(out: Path, overlay: str = OVERLAY) -> Path:
@@ -186,7 +185,8 @@ def render_overlay(out: Path, overlay: str = OVERLAY) -> Path:
     return out / f"{overlay}.yaml"
 
 
-def _uv() -> str:
+def find_uv() -> str:
+    """The uv that ``make install`` bootstrapped (or the one on ``PATH``)."""
     for candidate in (REPO / ".tools" / "bin" / "uv", Path(sys.executable).parent / "uv"):
         if candidate.exists():
             return str(candidate)
@@ -212,7 +212,7 @@ def stage_bento(tag: str, root: Path) -> tuple[Path, Path]:
         bundle.extractall(bento, filter="data")
     venv = root / "venv"
     base = getattr(sys, "_base_executable", sys.executable)
-    uv = _uv()
+    uv = find_uv()
     subprocess.run([uv, "venv", "--quiet", "--python", base, str(venv)], check=True)
     source = bento / "src" if (bento / "src").is_dir() else bento / "env" / "python"
     subprocess.run(

@@ -33,6 +33,7 @@ import yaml
 from pdm_assets.models import CANDIDATES
 from pdm_core.names import FULL_PIPELINE_JOB
 from pdm_platform.drift_demo import stop_process_group
+from pdm_platform.rehearse_serve import find_uv
 from tests.services import free_port, moto_s3_server, postgres_server
 from tests.tooling import unavailable
 
@@ -47,11 +48,10 @@ FAST = {"ops": {n: {"config": {"epochs": 3, "boosting_iterations": 30}} for n in
 
 
 def uv() -> str:
-    for candidate in (REPO / ".tools" / "bin" / "uv", Path(sys.executable).parent / "uv"):
-        if candidate.exists():
-            return str(candidate)
-    unavailable("uv is not installed (make install bootstraps it)")
-    raise AssertionError  # unreachable
+    try:
+        return find_uv()
+    except RuntimeError as error:
+        unavailable(str(error))
 
 
 def dockerfile_syncs() -> list[list[str]]:
