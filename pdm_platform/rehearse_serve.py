@@ -79,6 +79,7 @@ class PodShape:
     fs_group: int | None
     read_only_root: bool
     empty_dirs: dict[str, str | None]  # mount path -> sizeLimit
+    secrets: dict[str, str] = field(default_factory=dict)  # mount path -> Secret name
 
 
 def _probe(spec: dict[str, Any]) -> Probe:
@@ -118,10 +119,16 @@ def pod_shape(rendered: Path, container: str = CONTAINER) -> PodShape:
     pod_security = pod.get("securityContext", {})
     security = {**pod_security, **spec.get("securityContext", {})}
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = spec.get("volumeMounts", [])
     empty_dirs = {
         m["mountPath"]: (volumes[m["name"]]["emptyDir"] or {}).get("sizeLimit")
-        for m in spec.get("volumeMounts", [])
+        for m in mounts
         if "emptyDir" in volumes[m["name"]]
+    }
+    secrets = {
+        m["mountPath"]: volumes[m["name"]]["secret"]["secretName"]
+        for m in mounts
+        if "secret" in volumes[m["name"]]
     }
     return PodShape(
         args=[str(a) for a in spec["args"]],
@@ -135,6 +142,7 @@ def pod_shape(rendered: Path, container: str = CONTAINER) -> PodShape:
         fs_group=pod_security.get("fsGroup"),
         read_only_root=bool(security.get("readOnlyRootFilesystem", False)),
         empty_dirs=empty_dirs,
+        secrets=secrets,
     )
 
 
@@ -232,8 +240,25 @@ def _hidden_ancestor(path: Path) -> Path | None:
     return hidden
 
 
-def inner_script(pod: PodShape, image: ImageShape, bento: Path, venv: Path) -> str:
-    """The shell script that sets up the pod's filesystem in the new namespaces and runs it."""
+def inner_script(
+    pod: PodShape,
+    image: ImageShape,
+    bento: Path,
+    venv: Path,
+    secrets: dict[str, Path] | None = None,
+) -> str:
+    """The shell script that sets up the pod's filesystem in the new namespaces and runs it.
+
+    ``secrets`` gives a directory for each Secret the pod mounts (one file per key), mounted
+    read-only at the manifest's path as the kubelet mounts a Secret volume.
+
+    Raises:
+        ValueError: The pod mounts a Secret that ``secrets`` does not provide, naming it.
+    """
+    secrets = secrets or {}
+    missing = sorted(set(pod.secrets.values()) - set(secrets))
+    if missing:
+        raise ValueError(f"the pod mounts Secret(s) {missing}: give each with --secret NAME=DIR")
     q = shlex.quote
     prefix = Path(os.path.realpath(venv / "bin" / "python")).parents[1]
     hidden = _hidden_ancestor(prefix)
@@ -249,6 +274,11 @@ def inner_script(pod: PodShape, image: ImageShape, bento: Path, venv: Path) -> s
         f"mount --bind {q(str(venv))} {stage}/venv",
         f"mount --bind {q(str(prefix))} {stage}/python",
     ]
+    for number, name in enumerate(sorted(set(pod.secrets.values()))):
+        lines += [
+            f"mkdir -p {stage}/secret-{number}",
+            f"mount --bind {q(str(secrets[name]))} {stage}/secret-{number}",
+        ]
     if hidden is not None:  # the interpreter the venv links to lies below a private folder
         lines += [
             f"mount -t tmpfs -o mode=755 tmpfs {q(str(hidden))}",
@@ -265,6 +295,17 @@ def inner_script(pod: PodShape, image: ImageShape, bento: Path, venv: Path) -> s
         f"mount --bind {stage}/bento {q(image.bento_path)}",
     ]
     group = pod.fs_group if pod.fs_group is not None else pod.gid
+    numbers = {name: n for n, name in enumerate(sorted(set(pod.secrets.values())))}
+    for number, (path, name) in enumerate(pod.secrets.items()):
+        # A Secret below an existing top folder (/etc/...): that folder is replaced, in this
+        # namespace, by a copy with the mount point added, so nothing of the host changes.
+        top, shadow = "/" + Path(path).parts[1], f"{stage}/shadow-{number}"
+        lines += [
+            f"if [ ! -e {q(path)} ]; then mkdir -p {shadow}; cp -a {q(top)}/. {shadow}/;"
+            f" mkdir -p {shadow}/{q(str(Path(*Path(path).parts[2:])))};"
+            f" mount --bind {shadow} {q(top)}; fi",
+            f"mount --bind {stage}/secret-{numbers[name]} {q(path)}",
+        ]
     for path, size in pod.empty_dirs.items():
         options = "mode=2775" + (f",size={_tmpfs_size(size)}" if size else "")
         lines += [
@@ -327,6 +368,7 @@ class CheckConfig:
     arrow_body: str  # a file: the Arrow IPC stream
     expected: dict[str, Any] = field(default_factory=dict)
     pod_pid: int = 0  # the pod's process: waiting stops when it is gone
+    bearer: str = ""  # a valid token when the pod checks them (``PDM_SERVE_TOKENS_DIR``)
 
 
 def requests_for(bento: Path) -> tuple[dict[str, Any], bytes]:
@@ -459,22 +501,37 @@ def check(config: CheckConfig) -> list[tuple[str, bool, str]]:
     probe("readiness probe", config.readiness, float(config.readiness["budget_s"]))
     probe("liveness probe", config.liveness, float(config.liveness["budget_s"]))
     expected = config.expected
+    auth = {"authorization": f"Bearer {config.bearer}"} if config.bearer else {}
+    if config.bearer:  # the same request without the token first
+        refused = httpx.post(f"{url}/predict", content=config.predict_body, timeout=30,
+                             headers={"content-type": "application/json"})  # fmt: skip
+        name = "/predict without a token refused"
+        results.append((name, refused.status_code == 401, f"{refused.status_code}"))
     answer = httpx.post(f"{url}/predict", content=config.predict_body, timeout=30,
-                        headers={"content-type": "application/json"})  # fmt: skip
+                        headers={"content-type": "application/json", **auth})  # fmt: skip
     diffs = _answer_diffs(answer, expected["predict"])
     results.append(("/predict = development server", not diffs, "; ".join(diffs) or "README"))
     batch = httpx.post(f"{url}/predict_batch", content=Path(config.arrow_body).read_bytes(),
-                       headers={"content-type": ARROW_STREAM}, timeout=30)  # fmt: skip
+                       headers={"content-type": ARROW_STREAM, **auth}, timeout=30)  # fmt: skip
     diffs = _answer_diffs(batch, expected["predict_batch"])
     name = "/predict_batch (Arrow) = development server"
     results.append((name, not diffs, "; ".join(diffs) or "3 machines"))
     metrics = httpx.get(f"{url}/metrics", timeout=10)
     scraped = metrics.status_code == 200 and "pdm_predictions_total" in metrics.text
     results.append(("/metrics scrapeable", scraped, f"{metrics.status_code}"))
-    info = httpx.get(f"{url}/model_info", timeout=10).json()
+    info = httpx.get(f"{url}/model_info", headers=auth, timeout=10).json()
     same = str(info.get("model_version")) == expected["model_version"]
     results.append(("/model_info names the Bento's model", same, f"v{info.get('model_version')}"))
     return results
+
+
+def bento_model_version(bento: Path) -> str | None:
+    """The registry model version the Bento records (its ``model_version`` label), if any."""
+    import yaml
+
+    labels = yaml.safe_load((bento / "bento.yaml").read_text()).get("labels") or {}
+    version = labels.get("model_version")
+    return None if version is None else str(version)
 
 
 def rehearse(
@@ -482,6 +539,8 @@ def rehearse(
     overlay: str = OVERLAY,
     manifest: Path | None = None,
     then: str | None = None,
+    secrets: dict[str, Path] | None = None,
+    bearer: str = "",
 ) -> list[tuple[str, bool, str]]:
     """Stages the Bento, runs it as the rendered pod and checks it; the checks' results.
 
@@ -492,6 +551,9 @@ def rehearse(
         then: A shell command run after the checks passed, in the pod's network namespace,
             with ``{url}`` replaced by the pod's address (CD's smoke test); its outcome is
             one more check.
+        secrets: A directory per Secret the pod mounts (``prod-external``'s tokens).
+        bearer: A valid token, when the pod checks them: every request but the probes and
+            ``/metrics`` sends it, after one ``/predict`` without it must be refused.
     """
     for tool in ("unshare", "nsenter", "setpriv", "ip"):
         if shutil.which(tool) is None:
@@ -514,12 +576,13 @@ def rehearse(
     config = CheckConfig(
         port=pod.port, startup=asdict(pod.startup), readiness=asdict(pod.readiness),
         liveness=asdict(pod.liveness), predict_body=json.dumps(example),
-        arrow_body=str(root / "batch.arrows"), expected=asdict(answers),
+        arrow_body=str(root / "batch.arrows"), expected=asdict(answers), bearer=bearer,
     )  # fmt: skip
+    config.expected["model_version"] = bento_model_version(bento) or answers.model_version
     script = root / "pod.sh"
     log = root / "pod.log"
     log.touch()
-    script.write_text(inner_script(pod, image, bento, venv))
+    script.write_text(inner_script(pod, image, bento, venv, secrets))
     pod_process = subprocess.Popen(
         ["unshare", "--mount", "--net", "--fork", "--kill-child", "bash", str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -591,6 +654,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--then", help="a shell command run against the pod once it passed ({url}: its address)"
     )
+    parser.add_argument(
+        "--secret", action="append", default=[], metavar="NAME=DIR",
+        help="the files of a Secret the pod mounts (one per key), e.g. the service's tokens",
+    )  # fmt: skip
+    parser.add_argument("--bearer", default="", help="a valid token, when the pod checks them")
     parser.add_argument("--check", type=Path, help=argparse.SUPPRESS)  # the inner checker
     args = parser.parse_args(argv)
     if args.check:
@@ -598,7 +666,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(check(config)))
         return 0
     started = time.monotonic()
-    results = rehearse(args.bento, args.overlay, args.manifest, args.then)
+    secrets = {}
+    for item in args.secret:
+        name, _, directory = item.partition("=")
+        if not name or not directory:
+            parser.error(f"--secret {item!r}: expected NAME=DIR")
+        secrets[name] = Path(directory).resolve()
+    results = rehearse(args.bento, args.overlay, args.manifest, args.then, secrets, args.bearer)
     for name, ok, detail in results:
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
     passed = all(ok for _, ok, _ in results)

@@ -68,6 +68,7 @@ def test_the_script_mounts_only_the_empty_dirs_writable(rendered: Path, tmp_path
     assert command.startswith("exec setpriv --reuid=1034 --regid=1034 --groups=1034")
     assert "BENTOML_HOME=/home/bentoml/runtime" in command  # the manifest's, over the image's
     assert command.endswith(" ".join(pod.args))
+    assert pod.secrets == {}  # prod mounts no Secret; prod-external mounts the tokens
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,24 @@ def test_a_manifest_without_the_writable_bentoml_home_fails(
     assert run.returncode == 1, run.stdout[-4000:]
     assert "FAIL startup probe: the pod's process exited" in run.stdout
     assert f"Read-only file system: '{RUNTIME}'" in run.stdout
+
+
+def test_external_access_checks_tokens_in_the_rehearsed_pod(
+    bento: dict[str, str], tmp_path: Path
+) -> None:
+    """``prod-external``: the tokens Secret mounted read-only, 401 without one, served with one."""
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "plant-a").write_text("rehearsal-token-3f9c")
+    os.chmod(tokens / "plant-a", 0o444)
+    smoke = "SMOKE_TOKEN=rehearsal-token-3f9c " + SMOKE
+    run = rehearse(bento, "--overlay", "prod-external", "--secret",
+                   f"pdm-risk-service-tokens={tokens}", "--bearer", "rehearsal-token-3f9c",
+                   "--then", smoke)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    assert "ok   /predict without a token refused: 401" in run.stdout
+    assert "ok   /predict = development server" in run.stdout
+    assert "smoke test passed" in run.stdout and "rehearsal passed" in run.stdout
+    missing = rehearse(bento, "--overlay", "prod-external")
+    assert missing.returncode != 0
+    assert "mounts Secret(s) ['pdm-risk-service-tokens']" in missing.stderr

@@ -9,8 +9,9 @@
 #       knows no version) as the annotation pdm-platform/model-version on every object, renders
 #       the overlay and checks that it deploys the pinned image and records the version
 #   smoke BASE_URL EXAMPLE_JSON
-#       waits for /readyz (SMOKE_TRIES x 2 s, default 30), POSTs the example to /predict and
-#       checks the answer (probability in [0, 1], a known risk level, a model version)
+#       waits for /readyz (SMOKE_TRIES x 2 s, default 30), POSTs the example to /predict (with
+#       SMOKE_TOKEN as its bearer token when set: overlays with external access check tokens)
+#       and checks the answer (probability in [0, 1], a known risk level, a model version)
 #   rollback-decision APPLY_OUTCOME
 #       prints "rollback" when the failed job had reached the apply step (its outcome success
 #       or failure: something may have changed in the cluster), else "none"
@@ -48,8 +49,10 @@ smoke() {
         sleep 2
     done
     curl --fail --silent --show-error --max-time 10 "$url/readyz" >/dev/null
+    local auth=()
+    if [ -n "${SMOKE_TOKEN:-}" ]; then auth=(-H "authorization: Bearer $SMOKE_TOKEN"); fi
     answer="$(curl --fail --silent --show-error --max-time 30 -X POST "$url/predict" \
-        -H 'content-type: application/json' --data-binary "@$example")"
+        -H 'content-type: application/json' "${auth[@]}" --data-binary "@$example")"
     python3 -c '
 import json
 import sys
