@@ -5,7 +5,7 @@ A fresh ``PDM_HOME`` gets ``make demo``'s pipeline on the default simulator flee
 landing sensor launches their ingestion runs, which score every reading and raise the alerts.
 Judged against the simulator's ground truth (it lands with the readings): no high-risk alert
 for a healthy machine, and a failure in those batches alerted on before it
-(:func:`tests.walkthrough_checks.check_live_alerts`).
+(:func:`check_live_alerts`).
 
 The README's walkthrough runs on a 16-machine fleet to stay fast; its champion is weaker and
 is not held to this (on it, M000 was alerted at 83 readings from failure once).
@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.walkthrough_checks import check_live_alerts
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +44,48 @@ with dg.DagsterInstance.get() as instance:
     finally:
         stop_process_group(daemon)
 """
+
+
+def check_live_alerts(warehouse: Path, stationary: list[str]) -> None:
+    """High-risk alerts that the daemon's ingestion runs raised on the stationary batches.
+
+    The simulator's ground truth lands with the readings, so each alert is judged against the
+    true remaining life of the reading that raised it: a machine is healthy there when its
+    component has more than two label horizons (60 readings) to live. No such alert may exist,
+    and at least one failure in those batches must have a HIGH or CRITICAL alert in the
+    horizon before its failure reading.
+    """
+    import duckdb
+
+    from pdm_core.feed import FeedConfig
+
+    horizon = FeedConfig().horizon
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        db.execute(
+            "create temp table truth as select * from pdm.landed_telemetry "
+            "where regexp_extract(batch_id, '^(feed-[0-9]+)', 1) in (select unnest(?))",
+            [stationary],
+        )
+        alerts = db.execute(
+            "select t.machine_id, t.cycle, t.rul from pdm.alerts a join truth t "
+            "on t.machine_id = a.details ->> 'machine_id' "
+            "and t.cycle = (a.details ->> 'cycle')::bigint where a.kind = 'high_risk'"
+        ).fetchall()
+        warned = db.execute(
+            "select f.machine_id, f.cycle from truth f where f.rul = 0 "
+            "and f.failure_within_h = 1 and exists (select 1 from truth t "
+            "join pdm.alerts a on a.kind = 'high_risk' "
+            "and t.machine_id = a.details ->> 'machine_id' "
+            "and t.cycle = (a.details ->> 'cycle')::bigint "
+            "where t.machine_id = f.machine_id and t.cycle between f.cycle - ? and f.cycle - 1)",
+            [horizon],
+        ).fetchall()
+    assert alerts, f"no high-risk alert from the stationary batches {stationary}"
+    healthy = [(machine, cycle, rul) for machine, cycle, rul in alerts if rul > 2 * horizon]
+    assert not healthy, (
+        f"high-risk alerts for healthy machines (machine, cycle, true RUL): {healthy}"
+    )
+    assert warned, f"no failure in {stationary} was alerted on in the {horizon} readings before it"
 
 
 def test_stationary_batches_alert_before_failures_and_never_on_healthy_machines(
