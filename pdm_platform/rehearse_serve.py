@@ -13,8 +13,9 @@ rehearsed with Linux namespaces, so the first try of the deploy is not a user's 
    ``BENTO_PATH``; a fresh virtual environment gets only what the Dockerfile installs (the
    Bento's ``env/python/requirements.txt``, with the pins the Bento records, by uv); the
    Dockerfile's ``ARG``/``ENV``/``WORKDIR`` lines give the image's environment.
-3. **The pod runs in its own mount and network namespaces** (``unshare``): the Bento and the
-   environment are mounted read-only where the image has them, every ``emptyDir`` is a tmpfs of
+3. **The pod runs in its own mount and network namespaces** (``unshare``): the Bento is mounted
+   read-only at its ``BENTO_PATH`` and the environment at a staging path (the image's
+   ``/app/.venv`` would need a new folder on the host), every ``emptyDir`` is a tmpfs of
    its ``sizeLimit`` owned by the ``fsGroup``, every other mount is remounted read-only, and
    the container's ``args`` run with only the image's and the manifest's environment as the
    manifest's user and group, without capabilities or new privileges.
