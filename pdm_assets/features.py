@@ -12,7 +12,14 @@ from pdm_assets.metadata import check_result, frame_metadata, markdown_table
 from pdm_core import schema
 from pdm_core.features import FeatureConfig, FeatureState, compute_features, fit_feature_state
 from pdm_core.rolling import STATS
-from pdm_core.split import SPLITS, TRAIN, SplitConfig, assign_splits, leakage_problems
+from pdm_core.split import (
+    SPLITS,
+    TRAIN,
+    SplitConfig,
+    assign_splits,
+    leakage_problems,
+    plan_split,
+)
 from pdm_core.training_set import build_training_set
 from pdm_core.versioning import frame_version
 
@@ -43,27 +50,28 @@ class FeatureSettings(dg.Config):
     check_specs=[
         dg.AssetCheckSpec(
             "no_leakage", asset="machine_split", blocking=True,
-            description="No machine's history is on two sides of a split without an embargo, "
-            "and no split comes before an earlier one in time.",
+            description="The split follows the leak-free rules of its shape: whole machines, "
+            "time order with a horizon-long embargo, or no identical reading in two splits.",
         ),
     ],
 )  # fmt: skip
 def machine_split(config: SplitSettings, raw_telemetry: pd.DataFrame, dataset_info: dict):  # type: ignore[no-untyped-def]
-    """Split segments: whole machines per split, or time ranges with an embargo."""
+    """Split segments: whole machines per split, time ranges with an embargo, or random rows."""
     info = schema.DatasetInfo.from_dict(dataset_info)
-    segments = assign_splits(raw_telemetry, info, SplitConfig(**config.model_dump()))
+    split_config = SplitConfig(**config.model_dump())
+    plan = plan_split(raw_telemetry, info, split_config)
+    segments = assign_splits(raw_telemetry, info, split_config, plan)
     summary = segments.groupby("split").agg(
         machines=(schema.MACHINE, "nunique"), rows=("rows", "sum")
     )
-    problems = leakage_problems(segments)
+    problems = leakage_problems(segments, plan, raw_telemetry)
     yield dg.Output(
         segments,
         metadata={
             **frame_metadata(segments, frame_version(segments)),
             "by_split": dg.MetadataValue.md(markdown_table(summary.reset_index())),
-            "mode": "by time"
-            if (segments.groupby(schema.MACHINE).size() > 1).any()
-            else "by machine",
+            "mode": plan.shape,
+            "embargo_readings": plan.embargo,
         },
     )
     yield check_result("no_leakage", not problems, len(problems), 0, problems=problems[:20])

@@ -118,6 +118,10 @@ class TabularMapping:
         failure_mode_column: Failure-mode column, if any.
         ignore_columns: Columns present in the file that are deliberately not used.
         delimiter: CSV field delimiter (one character).
+        horizon: How many readings ahead the label looks (a positive label means "fails within
+            the next ``horizon`` readings"). Required for a single time-ordered machine: its
+            history is split by time, and the readings between splits must be set aside for
+            that long, or validation labels would look into the test period.
     """
 
     path: Name
@@ -135,6 +139,7 @@ class TabularMapping:
     failure_mode_column: Name | None = None
     ignore_columns: Names = field(default_factory=list)
     delimiter: Delimiter = ","
+    horizon: Annotated[StrictInt, Field(ge=1)] | None = None
 
     def roles(self) -> list[tuple[str, str]]:
         """Returns ``(column, role)`` for every column the mapping names, ignored ones last."""
@@ -210,6 +215,7 @@ def mapping_from_dict(data: dict[str, Any], source: str) -> TabularMapping:
         given = data.get(key)
         raise DataValidationError(source, f"key '{key}': {problem}, got {given!r}") from None
     check_mapping_roles(mapping, source)
+    check_mapping_shape(mapping, source)
     return mapping
 
 
@@ -253,6 +259,25 @@ def check_mapping_roles(mapping: TabularMapping, source: str) -> None:
                 f"feature/categorical column '{column}' clashes with a canonical column name; "
                 f"reserved names: {', '.join(NON_MEASUREMENT_COLUMNS)}",
             )
+
+
+def check_mapping_shape(mapping: TabularMapping, source: str) -> None:
+    """Checks that the mapping says what its shape of data needs to be split without leaking.
+
+    A single machine in time order can only be split by time, with the label horizon set aside
+    between splits (:mod:`pdm_core.split`); the file cannot tell the horizon, so the mapping
+    must.
+
+    Raises:
+        DataValidationError: A time-ordered single machine without ``horizon``.
+    """
+    if mapping.entity_column is None and mapping.time_column is not None and not mapping.horizon:
+        raise DataValidationError(
+            source,
+            "one machine in time order (time_column set, no entity_column) needs 'horizon': "
+            "the readings the label looks ahead, set aside between the train, validation and "
+            "test periods; add e.g. 'horizon: 30' to the mapping",
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -549,6 +574,7 @@ def load_tabular(
     """
     policy = RejectPolicy(on_bad_rows, max_rejected_fraction)
     check_mapping_roles(mapping, "mapping")  # types were checked when it was made
+    check_mapping_shape(mapping, "mapping")
     path = Path(mapping.path)
     file_format = _resolve_format(mapping, path)
     raw = _read_csv(path, mapping.delimiter) if file_format == "csv" else _read_parquet(path)
@@ -582,7 +608,7 @@ def mapping_info(mapping: TabularMapping, **extra: Any) -> DatasetInfo:
         categoricals=tuple(mapping.categorical_columns),
         ordered=mapping.time_column is not None,
         has_rul=mapping.rul_column is not None,
-        horizon=None,
+        horizon=mapping.horizon,
         extra={"path": str(Path(mapping.path)), **extra},
     )
 

@@ -1,4 +1,4 @@
-"""Tests for leak-free splits (by machine, by time with an embargo) and the training-set join."""
+"""Leak-free splits (by machine, by time with an embargo, by row) and the training-set join."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from pdm_core.features import compute_features, fit_feature_state
 from pdm_core.loaders import load_cmapss
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
 from pdm_core.split import (
+    BY_MACHINE,
+    BY_ROW,
+    BY_TIME,
     EMBARGO,
     SEGMENT_COLUMNS,
     SPLITS,
@@ -20,8 +23,11 @@ from pdm_core.split import (
     TRAIN,
     VALIDATION,
     SplitConfig,
+    SplitError,
+    SplitPlan,
     assign_splits,
     leakage_problems,
+    plan_split,
     split_of_rows,
 )
 from pdm_core.training_set import SPLIT, build_training_set
@@ -36,6 +42,8 @@ def fleet(n_machines: int, n_steps: int = 300, seed: int = 8) -> pd.DataFrame:
 
 
 INFO = dataset_info(SimulatorConfig(horizon=HORIZON))
+WHOLE_MACHINES = SplitPlan(BY_MACHINE)
+IN_TIME = SplitPlan(BY_TIME, embargo=HORIZON)
 
 
 def segments_table(rows: list[tuple[str, str, int, int]]) -> pd.DataFrame:
@@ -65,7 +73,8 @@ def test_split_by_machine_is_disjoint_complete_and_proportionate() -> None:
     np.testing.assert_array_equal(indexed["cycle_from"], sizes["min"])
     np.testing.assert_array_equal(indexed["cycle_to"], sizes["max"])
     np.testing.assert_array_equal(indexed["rows"], sizes["size"])
-    assert leakage_problems(segments) == []
+    assert plan_split(frame, INFO) == WHOLE_MACHINES
+    assert leakage_problems(segments, WHOLE_MACHINES) == []
     assert (split_of_rows(frame, segments) != "").all()
 
 
@@ -95,7 +104,7 @@ def test_source_test_machines_stay_in_test() -> None:
     assert set(split[split == TEST].index) == fixed
     assert (split.drop(sorted(fixed)) != TEST).all()
     assert (split == VALIDATION).any() and (split == TRAIN).any()
-    assert leakage_problems(segments) == []
+    assert leakage_problems(segments, plan_split(frame, INFO)) == []
 
 
 def test_cmapss_test_engines_are_the_test_split(cmapss_dir) -> None:
@@ -129,15 +138,23 @@ def test_few_machines_are_split_by_time_with_an_embargo() -> None:
         assert (seg.loc[seg["split"] == EMBARGO, "rows"] == HORIZON).all(), machine
         assert rows[VALIDATION] == 90 and rows[TEST] == 90, rows
         assert rows[TRAIN] == 600 - 180 - 2 * HORIZON, rows
-    assert leakage_problems(segments) == []
+    assert plan_split(frame, INFO) == IN_TIME
+    assert leakage_problems(segments, IN_TIME) == []
     split = split_of_rows(frame, segments)
     assert (split != "").all()
     assert (split == EMBARGO).sum() == 3 * 2 * HORIZON
 
 
 def test_time_split_refuses_too_short_machines() -> None:
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(SplitError, match="too few"):
         assign_splits(fleet(2, n_steps=60), INFO)
+
+
+def test_time_split_without_a_horizon_is_refused_naming_the_setting() -> None:
+    """No embargo is safe without the label's horizon, so the plan refuses rather than leak."""
+    frame = fleet(2, n_steps=600)
+    with pytest.raises(SplitError, match="`horizon:`"):
+        plan_split(frame, dataclasses.replace(INFO, horizon=None))
 
 
 @pytest.mark.parametrize(
@@ -155,11 +172,15 @@ def test_time_split_refuses_too_short_machines() -> None:
             ],
             "no embargo between validation and test",
         ),
+        (
+            [("A", TRAIN, 1, 100), ("A", EMBARGO, 101, 110), ("A", VALIDATION, 111, 160)],
+            "10 embargoed readings between train and validation, fewer than the horizon of 30",
+        ),
     ],
 )
 def test_leaking_segments_are_reported(rows: list, problem: str) -> None:
     clean = [("B", TRAIN, 1, 50), ("C", TEST, 1, 80)]
-    problems = leakage_problems(segments_table(rows + clean))
+    problems = leakage_problems(segments_table(rows + clean), IN_TIME)
     assert problems, f"no problem reported for {rows}"
     assert any(problem in p for p in problems), problems
     assert all(p.startswith("machine A:") for p in problems), problems
@@ -174,7 +195,91 @@ def test_clean_segments_are_not_reported() -> None:
         ("A", TEST, 191, 250),
         ("B", TEST, 1, 80),
     ]
-    assert leakage_problems(segments_table(rows)) == []
+    assert leakage_problems(segments_table(rows), IN_TIME) == []
+
+
+def test_a_machine_in_two_splits_leaks_when_whole_machines_are_the_rule() -> None:
+    rows = [("A", TRAIN, 1, 100), ("A", EMBARGO, 101, 130), ("A", TEST, 131, 200)]
+    rows += [("B", TEST, 1, 80)]
+    assert leakage_problems(segments_table(rows), WHOLE_MACHINES) == [
+        "machine A: in 2 splits ['train', 'test']"
+    ]
+    assert leakage_problems(segments_table(rows), IN_TIME) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Split by row (independent rows: no machine, no time order)
+
+ROWS_INFO = schema.DatasetInfo(name="rows", sensors=("a", "b"), ordered=False, has_rul=False)
+
+
+def independent_rows(n: int = 2000, seed: int = 3, duplicates: int = 0) -> pd.DataFrame:
+    """One-machine rows as the tabular loader gives them without entity and time columns."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n).round(6), rng.normal(size=n).round(6)
+    if duplicates:  # the first rows repeat as the last ones (same readings, same label)
+        a[-duplicates:], b[-duplicates:] = a[:duplicates], b[:duplicates]
+    label = (a + 0.5 * b > 1.2).astype(np.int8)
+    return pd.DataFrame(
+        {
+            schema.MACHINE: "all",
+            schema.CYCLE: np.arange(1, n + 1),
+            schema.REGIME: schema.NO_REGIME,
+            "a": a,
+            "b": b,
+            schema.LABEL: label,
+        }
+    )
+
+
+def test_independent_rows_are_split_by_label_with_identical_readings_on_one_side() -> None:
+    frame = independent_rows(duplicates=150)
+    plan = plan_split(frame, ROWS_INFO)
+    assert plan.shape == BY_ROW and plan.embargo == 0
+    segments = assign_splits(frame, ROWS_INFO)
+    split = split_of_rows(frame, segments)
+    assert (split != "").all() and set(split) == set(SPLITS)
+    assert int(segments["rows"].sum()) == len(frame), "every row in exactly one segment"
+    config = SplitConfig()
+    share = pd.Series(split).value_counts(normalize=True)
+    assert abs(share[TEST] - config.test_fraction) < 0.01, share
+    assert abs(share[VALIDATION] - config.validation_fraction) < 0.01, share
+    prevalence = frame[schema.LABEL].mean()
+    for name in SPLITS:  # stratified: each split keeps the label's prevalence
+        assert abs(frame.loc[split == name, schema.LABEL].mean() - prevalence) < 0.01, name
+    repeated = pd.Series(split[:150]) == pd.Series(split[-150:])
+    assert repeated.all(), "an identical reading was put on two sides"
+    assert leakage_problems(segments, plan, frame) == []
+    pd.testing.assert_frame_equal(assign_splits(frame, ROWS_INFO), segments)
+    reseeded = assign_splits(frame, ROWS_INFO, SplitConfig(seed=8))
+    assert not np.array_equal(split_of_rows(frame, reseeded), split)
+
+
+def test_row_split_check_finds_identical_readings_on_two_sides() -> None:
+    frame = independent_rows(duplicates=150)
+    plan = plan_split(frame, ROWS_INFO)
+    first, last = frame[schema.CYCLE].iloc[0], frame[schema.CYCLE].iloc[-1]
+    naive = segments_table([("all", TRAIN, first, 1000), ("all", TEST, 1001, last)])
+    assert leakage_problems(naive, plan, frame) == [
+        "150 identical reading(s) appear in more than one split"
+    ]
+    overlapping = segments_table([("all", TRAIN, first, 1200), ("all", TEST, 1001, last)])
+    assert "machine all: split segments overlap in time" in leakage_problems(
+        overlapping, plan, frame
+    )
+
+
+def test_row_split_refuses_a_label_with_too_few_cases() -> None:
+    frame = independent_rows(n=300)
+    frame[schema.LABEL] = 0
+    frame.loc[:1, schema.LABEL] = 1
+    with pytest.raises(SplitError, match="at least 3 distinct readings of each label"):
+        assign_splits(frame, ROWS_INFO)
+
+
+def test_unordered_rows_of_many_machines_are_split_by_machine() -> None:
+    frame = fleet(8, n_steps=50)
+    assert plan_split(frame, dataclasses.replace(INFO, ordered=False)) == WHOLE_MACHINES
 
 
 # ----------------------------------------------------------------------------------------------

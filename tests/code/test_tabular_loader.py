@@ -438,6 +438,24 @@ MINIMAL = {
 }
 
 
+def test_one_time_ordered_machine_needs_the_horizon(tmp_path: Path) -> None:
+    """Its history is split by time, and only the mapping can say how far the label looks."""
+    rows = [r.removeprefix("M1,") for r in make_rows(machines=1)]
+    path = write_csv(tmp_path / "one.csv", rows, header=HEADER.removeprefix("machine_id,"))
+    mapping = {"path": "one.csv", "time_column": "timestamp", "regime_column": "regime",
+               "feature_columns": FEATURES, "label_column": "failure_within_h",
+               "positive_values": [1]}  # fmt: skip
+    with pytest.raises(
+        DataValidationError, match=r"mapping\.yaml: one machine in time order .* needs 'horizon'"
+    ):
+        load_mapping(write_mapping(tmp_path, mapping))
+    with pytest.raises(DataValidationError, match="needs 'horizon'"):
+        load_tabular(mapping_for(path, entity_column=None))
+    result = load_tabular(load_mapping(write_mapping(tmp_path, {**mapping, "horizon": 5})))
+    assert result.info.horizon == 5 and result.info.ordered
+    assert list(result.frame[MACHINE].unique()) == ["all"] and len(result.frame) == 40
+
+
 def test_mapping_unknown_key(tmp_path: Path) -> None:
     path = write_mapping(tmp_path, {**MINIMAL, "sensor_columns": ["temp"]})
     with pytest.raises(DataValidationError, match=r"mapping\.yaml: unknown key\(s\) \['sensor_"):
@@ -460,6 +478,8 @@ def test_mapping_missing_key(tmp_path: Path) -> None:
         ("time_kind", "hours"),
         ("entity_column", 3),
         ("delimiter", ";;"),
+        ("horizon", 0),
+        ("horizon", "30"),
     ],
 )
 def test_mapping_wrong_type(tmp_path: Path, key: str, value: object) -> None:
