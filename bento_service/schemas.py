@@ -48,7 +48,8 @@ class WindowContract:
     """What one machine's window must contain for the served model.
 
     Attributes:
-        sensors: Sensors the model reads (each reading needs all of them).
+        sensors: Sensors each reading needs: the model's, with a derived sensor's inputs in its
+            place (the service computes derived sensors itself).
         ignored_sensors: Sensors known from training but unused (accepted, not required).
         settings: Operating settings each reading needs (regime derived from them).
         needs_regime: Each reading names its operating regime.
@@ -102,10 +103,14 @@ class WindowContract:
 
     @classmethod
     def of(cls, state: FeatureState) -> WindowContract:
-        """The contract implied by a fitted feature definition."""
+        """The contract implied by a fitted feature definition.
+
+        A reading carries the sensors derived ones are computed from, not the derived ones.
+        """
+        inputs = set(state.input_sensors)
         return cls(
-            sensors=tuple(state.sensors),
-            ignored_sensors=tuple(state.dropped_sensors),
+            sensors=tuple(state.input_sensors),
+            ignored_sensors=tuple(s for s in state.dropped_sensors if s not in inputs),
             settings=tuple(state.settings) if state.regime_rounding else (),
             needs_regime=not state.regime_rounding and len(state.regime_mean) > 1,
             needs_time_since_maintenance=state.use_time_since_maintenance,
@@ -445,6 +450,10 @@ class ModelInfo(BaseModel):
     training_data_version: str | None
     required_sensors: list[str]
     accepted_sensors: list[str]
+    derived_sensors: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sensors the service computes from the required ones: name -> expression.",
+    )
     required_settings: list[str]
     requires_regime: bool
     requires_time_since_maintenance: bool

@@ -174,6 +174,7 @@ class ServedModel:
             training_data_version=fleet.info.get("data_version") or None,
             required_sensors=list(self.contract.sensors),
             accepted_sensors=sorted(set(self.contract.known_sensors)),
+            derived_sensors=dict(fleet.feature_state.derived),
             required_settings=list(self.contract.settings),
             requires_regime=self.contract.needs_regime,
             requires_time_since_maintenance=self.contract.needs_time_since_maintenance,

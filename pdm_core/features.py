@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pdm_core import schema
+from pdm_core.derived import DerivedColumn, evaluate, parse_derived, raw_inputs
 from pdm_core.rolling import STATS, Groups, LastWindows, TrailingWindows
 
 if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
@@ -119,6 +120,7 @@ class FeatureState:
     categoricals: dict[str, list[str]] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
     regime_rounding: tuple[int, ...] = ()
+    derived: tuple[tuple[str, str], ...] = ()
 
     # Derived values are cached on first use (the state is frozen): the service reads them
     # on every request.
@@ -126,6 +128,39 @@ class FeatureState:
     def windows(self) -> tuple[int, ...]:
         """Window lengths in effect (none for unordered data)."""
         return tuple(int(w) for w in self.config.windows) if self.ordered else ()
+
+    @cached_property
+    def derived_columns(self) -> tuple[DerivedColumn, ...]:
+        """The derived sensors, compiled (their inputs may include dropped sensors)."""
+        if not self.derived:
+            return ()
+        names = {name for name, _ in self.derived}
+        measured = [s for s in (*self.sensors, *self.dropped_sensors) if s not in names]
+        return parse_derived(self.derived, measured)
+
+    @cached_property
+    def input_sensors(self) -> tuple[str, ...]:
+        """The sensors a reading must carry: active ones, derived ones replaced by their inputs.
+
+        Equal to ``sensors`` without derived columns. Derived values are always computed from
+        these, never read, so training, live scoring and the service cannot disagree on them.
+        """
+        if not self.derived:
+            return self.sensors
+        needed = set(raw_inputs(self.derived_columns, self.sensors))
+        return tuple(s for s in (*self.sensors, *self.dropped_sensors) if s in needed)
+
+    def sensor_values(self, column: Callable[[str], np.ndarray]) -> list[np.ndarray]:
+        """The active sensors' values in ``sensors`` order, derived ones computed from inputs.
+
+        Args:
+            column: Returns the float64 values of an input sensor (any shape, equal for all).
+        """
+        if not self.derived:
+            return [column(s) for s in self.sensors]
+        values = {s: column(s) for s in self.input_sensors}
+        values.update(evaluate(self.derived_columns, values))
+        return [values[s] for s in self.sensors]
 
     @property
     def window_length(self) -> int:
@@ -164,7 +199,7 @@ class FeatureState:
     @property
     def required_columns(self) -> list[str]:
         """Input columns :func:`compute_features` needs besides machine and cycle."""
-        columns = list(self.sensors) + list(self.categoricals)
+        columns = list(self.input_sensors) + list(self.categoricals)
         if self.use_time_since_maintenance:
             columns.append(schema.TIME_SINCE_MAINTENANCE)
         return columns
@@ -190,6 +225,7 @@ class FeatureState:
         raw["interactions"] = tuple(tuple(p) for p in raw["interactions"])
         for key in ("sensors", "dropped_sensors", "settings", "regime_rounding"):
             raw[key] = tuple(raw.get(key, ()))
+        raw["derived"] = tuple((str(n), str(e)) for n, e in raw.get("derived", ()))
         return cls(**raw)
 
     @classmethod
@@ -239,8 +275,12 @@ def fit_feature_state(
     train = frame if train_mask is None else frame.loc[np.asarray(train_mask, dtype=bool)]
     if train.empty:
         raise FeatureInputError("no training rows to fit the features on")
-    _check_columns(train, info.sensors, "training telemetry")
-    values = train[list(info.sensors)].to_numpy(dtype=np.float64)
+    derived = {name for name, _ in info.derived}
+    measured = [s for s in info.sensors if s not in derived]
+    _check_columns(train, measured, "training telemetry")
+    columns = {s: train[s].to_numpy(dtype=np.float64) for s in measured}
+    columns.update(evaluate(parse_derived(info.derived, measured), columns))
+    values = np.column_stack([columns[s] for s in info.sensors])
     mean = values.mean(axis=0)
     std = values.std(axis=0)
     constant = std <= _CONSTANT_RTOL * np.maximum(1.0, np.abs(mean))
@@ -281,6 +321,7 @@ def fit_feature_state(
         categoricals=categoricals,
         settings=info.settings,
         regime_rounding=info.regime_rounding,
+        derived=info.derived,
     )
 
 
@@ -351,8 +392,8 @@ def normalize(frame: pd.DataFrame, state: FeatureState) -> tuple[np.ndarray, np.
     """
     columns = list(state.sensors)
     z = np.empty((len(columns), len(frame)), dtype=np.float64)
-    for i, column in enumerate(columns):
-        z[i] = frame[column].to_numpy(dtype=np.float64)
+    for i, values in enumerate(state.sensor_values(lambda c: frame[c].to_numpy(np.float64))):
+        z[i] = values
     bad = ~np.isfinite(z)
     if bad.any():
         _raise_non_finite(frame, z.T, columns)
@@ -538,8 +579,8 @@ class WindowArrays:
     """Equal-length recent windows of several machines, as arrays: the service's input.
 
     Attributes:
-        sensors: Raw values in ``state.sensors`` order, shape (sensors, machines, readings),
-            oldest reading first.
+        sensors: Raw values in ``state.input_sensors`` order, shape (sensors, machines,
+            readings), oldest reading first.
         regimes: Regime label of every reading, shape (machines, readings); None where the
             state derives regimes from ``settings`` or has a single regime. With
             ``regime_levels`` set, integer codes into it instead (a dictionary-encoded column:
@@ -578,14 +619,16 @@ def latest_window_features(windows: WindowArrays, state: FeatureState) -> np.nda
         FeatureInputError: Windows shorter than the state's window length, or a value is NaN
             or infinite (named by sensor, machine and reading).
     """
-    k, n, length = windows.sensors.shape
-    if k != len(state.sensors):
-        raise FeatureInputError(f"expected {len(state.sensors)} sensors, got {k}")
+    given, n, length = windows.sensors.shape
+    if given != len(state.input_sensors):
+        raise FeatureInputError(f"expected {len(state.input_sensors)} sensors, got {given}")
     if length < state.window_length:
         raise FeatureInputError(
             f"need at least {state.window_length} readings for full windows, got {length}"
         )
-    z = np.array(windows.sensors, dtype=np.float64).reshape(k, n * length)
+    k = len(state.sensors)
+    raw = dict(zip(state.input_sensors, np.asarray(windows.sensors, np.float64), strict=True))
+    z = np.stack(state.sensor_values(raw.__getitem__)).reshape(k, n * length)
     bad = ~np.isfinite(z)
     if bad.any():
         sensor, at = np.argwhere(bad)[0]

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pdm_core import schema
+from pdm_core.derived import evaluate_checked, parse_derived
 from pdm_core.errors import DataValidationError
 from pdm_core.loaders._text import clip
 
@@ -103,6 +104,7 @@ class LandingContract:
     settings: tuple[str, ...] = ()
     categoricals: tuple[str, ...] = ()
     sensor_ranges: dict[str, tuple[float, float]] | None = None
+    derived: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_info(cls, info: schema.DatasetInfo) -> LandingContract:
@@ -113,12 +115,19 @@ class LandingContract:
             settings=tuple(info.settings),
             categoricals=tuple(info.categoricals),
             sensor_ranges={k: (float(v[0]), float(v[1])) for k, v in ranges.items()},
+            derived=tuple(info.derived),
         )
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        """The sensors a file carries (derived ones are computed on landing, never sent)."""
+        derived = {name for name, _ in self.derived}
+        return tuple(s for s in self.sensors if s not in derived)
 
     @property
     def required(self) -> tuple[str, ...]:
         """Columns every file must have."""
-        return (schema.MACHINE, schema.CYCLE, *self.settings, *self.sensors, *self.categoricals)
+        return (schema.MACHINE, schema.CYCLE, *self.settings, *self.measured, *self.categoricals)
 
     @property
     def numeric(self) -> tuple[str, ...]:
@@ -253,10 +262,18 @@ class _RowProblems:
         self.table = table
         self.found: list[tuple[int, str, object, str]] = []
 
-    def flag(self, mask: np.ndarray, column: str, reason: str) -> None:
-        """Records ``reason`` for each row where ``mask`` holds, with the row's raw value."""
-        for i in np.flatnonzero(mask):
-            self.found.append((int(i), column, self.table[column].iloc[i], reason))
+    def flag(
+        self, mask: np.ndarray, column: str, reason: str, values: np.ndarray | None = None
+    ) -> None:
+        """Records ``reason`` for each row where ``mask`` holds, with the row's raw value.
+
+        ``values`` stands in for a column the file does not hold (a derived one).
+        """
+        rows = np.flatnonzero(mask)
+        if not rows.size:
+            return
+        shown = self.table[column].to_numpy() if values is None else values
+        self.found += [(int(i), column, shown[i], reason) for i in rows]
 
     def rows(self) -> np.ndarray:
         """Which rows broke at least one rule."""
@@ -287,7 +304,7 @@ def _typed_rows(
     flag(bad, schema.CYCLE, "cycle must be a non-negative integer")
     sensors: dict[str, object] = {}
     ranges = contract.sensor_ranges or {}
-    for column in contract.numeric:
+    for column in (*contract.settings, *contract.measured):
         values, bad = _numbers(table[column])
         flag(bad, column, "not a finite number")
         if column in ranges:
@@ -295,6 +312,13 @@ def _typed_rows(
             outside = ~bad & ((values < low) | (values > high))
             flag(outside, column, f"outside the plausible range [{low}, {high}]")
         sensors[column] = values
+    if contract.derived:
+        derived = parse_derived(contract.derived, contract.measured)
+        values, broken = evaluate_checked(derived, sensors)
+        for column in derived:
+            reason = f"{column.expression} is not a finite number"
+            flag(broken[column.name], column.name, reason, values[column.name])
+        sensors = {c: {**sensors, **values}[c] for c in contract.numeric}
     optional = {}
     for column in (schema.TIME_SINCE_MAINTENANCE, schema.RUL, schema.LABEL):
         if column in columns:

@@ -18,6 +18,7 @@ Readings that cannot be scored are returned with their reason, never dropped in 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -266,7 +267,7 @@ def score_batch(
 
 def _numeric_inputs(state: FeatureState) -> list[str]:
     tsm = [schema.TIME_SINCE_MAINTENANCE] if state.use_time_since_maintenance else []
-    return list(state.sensors) + tsm
+    return list(state.input_sensors) + tsm
 
 
 def spoiled_windows(frame: pd.DataFrame, numeric: list[str], window_length: int) -> np.ndarray:
@@ -297,8 +298,14 @@ def _score_rows(model: FleetModel, frame: pd.DataFrame, scorable: np.ndarray) ->
     numeric = _numeric_inputs(state)
     filled = frame.drop(columns=["_new", "_position"])
     values = filled[numeric].to_numpy(dtype=np.float64)
-    # Filled values only reach windows that spoiled_windows has already excluded.
-    filled[numeric] = np.where(np.isfinite(values), values, 0.0)
+    # Filled values only reach windows that spoiled_windows has already excluded. A typical
+    # value, not 0: a derived sensor computed from the fill must stay finite (no x / 0).
+    finite = np.isfinite(values)
+    if not finite.all():
+        with warnings.catch_warnings():  # a column with no finite value: filled with 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            typical = np.nanmedian(np.where(finite, values, np.nan), axis=0)
+        filled[numeric] = np.where(finite, values, np.nan_to_num(typical, nan=1.0))
     features = compute_features(filled, state)
     if not _same_keys(features, filled):  # compute_features orders by (machine, cycle)
         keys = pd.MultiIndex.from_frame(filled[[schema.MACHINE, schema.CYCLE]])

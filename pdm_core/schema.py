@@ -71,6 +71,8 @@ class DatasetInfo:
             the user's own label column.
         regime_rounding: For sources whose regime is derived from settings, the number of
             decimals each setting is rounded to (same order as ``settings``); empty otherwise.
+        derived: ``(name, expression)`` of each sensor computed from other sensors
+            (:mod:`pdm_core.derived`), in declaration order; those names end ``sensors``.
         extra: Free-form, JSON-serialisable details (file names, subset, seed, ...).
     """
 
@@ -82,6 +84,7 @@ class DatasetInfo:
     has_rul: bool = True
     horizon: int | None = None
     regime_rounding: tuple[int, ...] = ()
+    derived: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +97,7 @@ class DatasetInfo:
         fields = dict(data)
         for key in ("sensors", "settings", "categoricals", "regime_rounding"):
             fields[key] = tuple(fields.get(key, ()))
+        fields["derived"] = tuple((str(n), str(e)) for n, e in fields.get("derived", ()))
         return cls(**fields)
 
     @property

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from pdm_core.derived import evaluate, parse_derived
 from pdm_core.features import FeatureState, compute_features, fit_feature_state
 from pdm_core.models.data import ModelData, model_data
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
@@ -24,10 +25,18 @@ class Fleet:
     data: ModelData
 
 
-def simulated_fleet(config: SimulatorConfig) -> Fleet:
-    """Simulates a fleet and runs the pipeline's data steps on it (no Dagster)."""
+def simulated_fleet(config: SimulatorConfig, derived: tuple[tuple[str, str], ...] = ()) -> Fleet:
+    """Simulates a fleet and runs the pipeline's data steps on it (no Dagster).
+
+    ``derived`` adds sensors computed from others, as a mapping's ``derived_columns`` does.
+    """
     telemetry = simulate(config)
     info = dataset_info(config)
+    if derived:
+        columns = {s: telemetry[s].to_numpy() for s in info.sensors}
+        telemetry = telemetry.assign(**evaluate(parse_derived(derived, info.sensors), columns))
+        names = tuple(name for name, _ in derived)
+        info = replace(info, sensors=(*info.sensors, *names), derived=derived)
     segments = assign_splits(telemetry, info)
     train = split_of_rows(telemetry, segments) == "train"
     state = fit_feature_state(telemetry, info, train_mask=train)

@@ -29,6 +29,10 @@ from tests.services import free_port
 REPO = Path(__file__).resolve().parents[1]
 
 
+DERIVED = (("electrical_load", "motor_current * rotational_speed / 1000"),)
+"""A derived sensor in the served model: clients send its inputs, the service computes it."""
+
+
 @dataclass
 class ServedFleet:
     """A trained bundle on disk plus the data it came from."""
@@ -41,10 +45,10 @@ class ServedFleet:
 
 
 def build_served_fleet(directory: Path) -> ServedFleet:
-    """Trains a small fleet model (sklearn classifier and RUL, Keras autoencoder) and saves it
-    with its self-test example, as the pipeline's ``fleet_model_candidate`` does."""
+    """Trains a small fleet model (sklearn classifier and RUL, Keras autoencoder) with a derived
+    sensor and saves it with its self-test example, as ``fleet_model_candidate`` does."""
     config = SimulatorConfig(n_machines=16, n_steps=900, seed=5)
-    fleet = simulated_fleet(config)
+    fleet = simulated_fleet(config, derived=DERIVED)
     params = TrainingParams(epochs=5, boosting_iterations=60, horizon=config.horizon)
     components = {
         "risk_classifier": train_risk_classifier_sklearn(fleet.data, params),

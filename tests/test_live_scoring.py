@@ -37,7 +37,7 @@ def as_window(readings: pd.DataFrame, state) -> MachineWindow:  # type: ignore[n
     rows = [
         {
             "cycle": int(row[schema.CYCLE]),
-            "sensors": {s: float(row[s]) for s in state.sensors},
+            "sensors": {s: float(row[s]) for s in state.input_sensors},
             "regime": str(row[schema.REGIME]),
             **(
                 {"time_since_maintenance": float(row[schema.TIME_SINCE_MAINTENANCE])}

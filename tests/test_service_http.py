@@ -408,7 +408,11 @@ def test_model_info(service: Service) -> None:
     state = service.fleet.state
     assert info["model_name"] == "pdm-fleet-model"
     assert info["training_data_version"] == "test-data-v1"
-    assert info["required_sensors"] == list(state.sensors)
+    # A derived sensor is computed by the service: clients send its inputs, not it.
+    assert "electrical_load" in state.sensors
+    assert info["required_sensors"] == list(state.input_sensors)
+    assert "electrical_load" not in info["required_sensors"] + info["accepted_sensors"]
+    assert info["derived_sensors"] == {"electrical_load": "motor_current * rotational_speed / 1000"}
     assert info["window_length"] == state.window_length
     assert info["risk_thresholds"] == {"medium": 0.2, "high": 0.5, "critical": 0.8}
     assert info["anomaly_threshold"] > 0

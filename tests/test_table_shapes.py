@@ -111,15 +111,22 @@ def test_independent_rows_train_with_a_stratified_row_split(tmp_path: Path) -> N
         table.to_csv(handle, index=False, lineterminator="\r\n")
     result, split = trained(tmp_path, "independent_rows.yaml")
     assert split["mode"] == "by row" and split["embargo_readings"] == 0
+    state = result.output_for_node("feature_state")
+    derived = ["Power [W]", "Temperature difference [K]", "Strain [min Nm]"]
+    assert [name for name, _ in state["derived"]] == derived
+    assert set(derived) <= set(state["sensors"])
     training = result.output_for_node("training_set")
     assert len(training) == len(table), "no windows, so no warm-up rows: every row is used"
+    power = table["Torque [Nm]"] * table["Rotational speed [rpm]"] * 2 * np.pi / 60
+    raw = result.output_for_node("raw_telemetry", "raw_telemetry")
+    np.testing.assert_allclose(raw["Power [W]"], power, rtol=1e-12)
     prevalence = table["Machine failure"].mean()
     share = training.groupby("split")["failure_within_h"].mean()
     assert (share - prevalence).abs().max() < 0.005, share
     candidate = result.output_for_node("fleet_model_candidate")
     assert candidate["promote"] and "rmse" not in candidate["test"]
-    # The rules are interactions (torque x speed, wear x torque): a model that learned them
-    # ranks failures far above the 7 % base rate.
+    # The failure rules read power, temperature difference and strain: with them derived,
+    # the model ranks failures far above the 7 % base rate.
     assert candidate["test"]["pr_auc"] > 5 * prevalence, candidate["test"]
 
 

@@ -27,6 +27,12 @@ import pydantic
 import yaml
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from pdm_core.derived import (
+    DerivedColumn,
+    DerivedColumnError,
+    evaluate_checked,
+    parse_derived,
+)
 from pdm_core.errors import DataValidationError
 from pdm_core.loaders._text import (
     BadRowPolicy,
@@ -118,6 +124,11 @@ class TabularMapping:
         failure_mode_column: Failure-mode column, if any.
         ignore_columns: Columns present in the file that are deliberately not used.
         delimiter: CSV field delimiter (one character).
+        derived_columns: New sensor columns computed from the feature columns, name to
+            expression (:mod:`pdm_core.derived`: arithmetic and numexpr functions; names bare
+            or in backticks), e.g. ``power: "`Torque [Nm]` * `Rotational speed [rpm]`"``.
+            Training, landed batches, live scoring and the service evaluate the same
+            expression; a reading whose derived value is not finite is quarantined.
         horizon: How many readings ahead the label looks (a positive label means "fails within
             the next ``horizon`` readings"). Required for a single time-ordered machine: its
             history is split by time, and the readings between splits must be set aside for
@@ -139,6 +150,7 @@ class TabularMapping:
     failure_mode_column: Name | None = None
     ignore_columns: Names = field(default_factory=list)
     delimiter: Delimiter = ","
+    derived_columns: dict[Name, StrictStr] = field(default_factory=dict)
     horizon: Annotated[StrictInt, Field(ge=1)] | None = None
 
     def roles(self) -> list[tuple[str, str]]:
@@ -155,11 +167,18 @@ class TabularMapping:
         pairs += [(c, "feature_columns") for c in self.feature_columns]
         pairs += [(c, "categorical_columns") for c in self.categorical_columns]
         pairs += [(c, "ignore_columns") for c in self.ignore_columns]
+        pairs += [(c, "derived_columns") for c in self.derived_columns]
         return pairs
 
+    @property
+    def derived(self) -> tuple[tuple[str, str], ...]:
+        """The derived columns as ``(name, expression)`` pairs, in declaration order."""
+        return tuple(self.derived_columns.items())
+
     def used_columns(self) -> list[str]:
-        """Returns the columns the loader reads (every named column except ignored ones)."""
-        return [column for column, role in self.roles() if role != "ignore_columns"]
+        """Returns the columns the loader reads (every named file column except ignored ones)."""
+        unread = ("ignore_columns", "derived_columns")
+        return [column for column, role in self.roles() if role not in unread]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,8 +233,7 @@ def mapping_from_dict(data: dict[str, Any], source: str) -> TabularMapping:
         key, problem = str(first["loc"][0]), first["msg"].removeprefix("Value error, ")
         given = data.get(key)
         raise DataValidationError(source, f"key '{key}': {problem}, got {given!r}") from None
-    check_mapping_roles(mapping, source)
-    check_mapping_shape(mapping, source)
+    check_mapping(mapping, source)
     return mapping
 
 
@@ -252,13 +270,43 @@ def check_mapping_roles(mapping: TabularMapping, source: str) -> None:
             raise DataValidationError(
                 source, f"column '{column}' is named under several keys: {', '.join(names)}"
             )
-    for column in (*mapping.feature_columns, *mapping.categorical_columns):
+    for column in (
+        *mapping.feature_columns,
+        *mapping.categorical_columns,
+        *mapping.derived_columns,
+    ):
         if column in NON_MEASUREMENT_COLUMNS:
             raise DataValidationError(
                 source,
                 f"feature/categorical column '{column}' clashes with a canonical column name; "
                 f"reserved names: {', '.join(NON_MEASUREMENT_COLUMNS)}",
             )
+
+
+def check_mapping(mapping: TabularMapping, source: str) -> None:
+    """Every rule a mapping must keep beyond its keys' types (roles, shape, derived columns).
+
+    Raises:
+        DataValidationError: Naming the file and the offending key or column.
+    """
+    check_mapping_roles(mapping, source)
+    check_mapping_shape(mapping, source)
+    derived_columns(mapping, source)
+
+
+def derived_columns(mapping: TabularMapping, source: str) -> tuple[DerivedColumn, ...]:
+    """The mapping's derived columns, compiled; they may read feature columns and earlier ones.
+
+    Raises:
+        DataValidationError: An invalid expression, naming the derived column.
+    """
+    try:
+        return parse_derived(mapping.derived, mapping.feature_columns)
+    except DerivedColumnError as error:
+        problem = str(error).removeprefix(f"derived column '{error.column}': ")
+        raise DataValidationError(
+            source, f"derived_columns: {problem}", column=error.column
+        ) from None
 
 
 def check_mapping_shape(mapping: TabularMapping, source: str) -> None:
@@ -389,6 +437,14 @@ def _read_parquet(path: Path) -> _RawTable:
 
 def _check_columns(raw: _RawTable, mapping: TabularMapping) -> None:
     """Raises when mapped columns are absent or file columns are not mapped."""
+    if clash := [c for c in raw.columns if c in mapping.derived_columns]:
+        raise DataValidationError(
+            raw.source,
+            f"column(s) {clash} of the file are also declared in derived_columns; rename the "
+            "derived column or ignore the file's",
+            raw.header_line,
+            clash[0],
+        )
     named = {column for column, _ in mapping.roles()}
     missing = [c for c in mapping.used_columns() if c not in raw.columns]
     if missing:
@@ -454,12 +510,24 @@ def _convert(raw: _RawTable, mapping: TabularMapping) -> _Columns:
     for column in (*mapping.feature_columns, mapping.rul_column):
         if column is not None:
             out.add(raw, column, parse_floats(raw.columns[column]))
+    _derive(out, raw, derived_columns(mapping, "mapping"))
     if mapping.time_column is not None:
         series = raw.columns[mapping.time_column]
         out.time_kind = _resolve_time_kind(series, mapping.time_kind, raw.source, mapping)
         parse = _parse_cycles if out.time_kind == "cycle" else _parse_times
         out.add(raw, mapping.time_column, parse(series))
     return out
+
+
+def _derive(out: _Columns, raw: _RawTable, derived: tuple[DerivedColumn, ...]) -> None:
+    """Adds the derived columns; a non-finite value from finite inputs is a row problem."""
+    values, broken = evaluate_checked(derived, out.values)
+    for column in derived:
+        why = f"{column.expression} is not a finite number"
+        problems = [(int(i), why) for i in np.flatnonzero(broken[column.name])]
+        shown = pd.Series(values[column.name], dtype=object)
+        out.rejects += problems_to_rejects(problems, column.name, shown, raw.lines)
+        out.values[column.name] = values[column.name]
 
 
 def _resolve_time_kind(raw: pd.Series, kind: str, source: str, mapping: TabularMapping) -> str:
@@ -573,8 +641,7 @@ def load_tabular(
             or extra columns, or (depending on the policy) bad rows.
     """
     policy = RejectPolicy(on_bad_rows, max_rejected_fraction)
-    check_mapping_roles(mapping, "mapping")  # types were checked when it was made
-    check_mapping_shape(mapping, "mapping")
+    check_mapping(mapping, "mapping")  # types were checked when it was made
     path = Path(mapping.path)
     file_format = _resolve_format(mapping, path)
     raw = _read_csv(path, mapping.delimiter) if file_format == "csv" else _read_parquet(path)
@@ -604,11 +671,12 @@ def mapping_info(mapping: TabularMapping, **extra: Any) -> DatasetInfo:
     """
     return DatasetInfo(
         name=mapping.name or Path(mapping.path).stem,
-        sensors=tuple(mapping.feature_columns),
+        sensors=(*mapping.feature_columns, *mapping.derived_columns),
         categoricals=tuple(mapping.categorical_columns),
         ordered=mapping.time_column is not None,
         has_rul=mapping.rul_column is not None,
         horizon=mapping.horizon,
+        derived=mapping.derived,
         extra={"path": str(Path(mapping.path)), **extra},
     )
 
@@ -666,7 +734,7 @@ def _assemble(columns: _Columns, mapping: TabularMapping, keep: np.ndarray) -> p
         TIMESTAMP: pd.Series(timestamps, dtype="datetime64[ns]"),
         REGIME: _text_or(columns, mapping.regime_column, NO_REGIME, total),
     }
-    for column in mapping.feature_columns:
+    for column in (*mapping.feature_columns, *mapping.derived_columns):
         data[column] = columns.values[column]
     for column in mapping.categorical_columns:
         data[column] = pd.Series(columns.values[column], dtype=object)

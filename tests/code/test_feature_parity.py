@@ -27,6 +27,8 @@ from pdm_core.features import (
 )
 from pdm_core.loaders import load_cmapss
 from pdm_core.simulator import SimulatorConfig, dataset_info, simulate
+from tests.fleets import simulated_fleet
+from tests.service_fixtures import DERIVED
 
 EXTRA_HISTORY = 17
 
@@ -101,10 +103,23 @@ def cmapss_case(directory) -> Case:
     return Case("cmapss/FD001", frame, state, compute_features(frame, state), keys)
 
 
-@pytest.fixture(scope="module", params=["simulator", "cmapss"])
+def derived_case() -> Case:
+    """A derived sensor: the pipeline computed it at load; the windows carry only its inputs."""
+    config = SimulatorConfig(n_machines=8, n_steps=1200, seed=17, maintenance_probability=0.5)
+    fleet = simulated_fleet(config, derived=DERIVED)
+    name = DERIVED[0][0]
+    assert name in fleet.state.sensors and name not in fleet.state.input_sensors
+    frame = fleet.telemetry.drop(columns=[name])
+    keys = choose_keys(frame, fleet.state, frame[schema.MACHINE].astype(str).unique().tolist())
+    return Case("simulator, derived sensor", frame, fleet.state, fleet.features, keys)
+
+
+@pytest.fixture(scope="module", params=["simulator", "derived", "cmapss"])
 def case(request: pytest.FixtureRequest) -> Case:
     if request.param == "simulator":
         return simulated_case()
+    if request.param == "derived":
+        return derived_case()
     return cmapss_case(request.getfixturevalue("cmapss_dir"))
 
 
@@ -182,7 +197,9 @@ def window_arrays(case: Case, keys: list[tuple[str, int, str]], n: int) -> Windo
     """The service's array input for the last ``n`` readings of each (machine, cycle)."""
     windows = [readings_up_to(case.frame, m, c, n) for m, c, _ in keys]
     state = case.state
-    sensors = np.stack([np.stack([w[s].to_numpy(float) for w in windows]) for s in state.sensors])
+    sensors = np.stack(
+        [np.stack([w[s].to_numpy(float) for w in windows]) for s in state.input_sensors]
+    )
     regimes = None
     if schema.REGIME in case.frame.columns:
         regimes = np.stack([w[schema.REGIME].astype(str).to_numpy() for w in windows])

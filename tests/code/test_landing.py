@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,31 @@ def test_read_uses_given_bytes_instead_of_the_file(tmp_path: Path) -> None:
     path.unlink()
     batch = read_landed_file(path, CONTRACT, data=data)
     assert len(batch.frame) == N_ROWS
+
+
+def test_derived_sensors_are_computed_on_landing_and_a_non_finite_one_quarantined(
+    tmp_path: Path,
+) -> None:
+    """A file carries the measured sensors; the contract computes the derived ones."""
+    info = dataset_info(CONFIG)
+    derived = (("load_per_speed", "motor_current / (rotational_speed - 1500)"),)
+    contract = LandingContract.from_info(
+        replace(info, sensors=(*info.sensors, "load_per_speed"), derived=derived)
+    )
+    assert "load_per_speed" not in contract.required
+    assert "load_per_speed" in contract.table_columns()
+    frame = as_text(fleet())
+    frame.loc[4, "rotational_speed"] = 1500.0  # x / 0: not a finite number
+    batch = read_landed_file(write_csv(frame, tmp_path / "batch.csv"), contract)
+    assert len(batch.frame) == N_ROWS - 1
+    [reject] = batch.rejects.to_dict("records")
+    assert (reject["line"], reject["column"]) == (csv_line(4), "load_per_speed")
+    assert reject["reason"] == "motor_current / (rotational_speed - 1500) is not a finite number"
+    kept = fleet().drop(index=4).reset_index(drop=True)
+    expected = kept["motor_current"] / (kept["rotational_speed"] - 1500)
+    np.testing.assert_allclose(batch.frame["load_per_speed"], expected, rtol=1e-12)
+    with pytest.raises(LandedFileError, match=r"unknown column\(s\) \['load_per_speed'\]"):
+        read_landed_file(write_csv(batch.frame, tmp_path / "sent.csv"), contract)
 
 
 def test_file_without_labels_gives_unlabelled_rows(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -454,6 +455,55 @@ def test_one_time_ordered_machine_needs_the_horizon(tmp_path: Path) -> None:
     result = load_tabular(load_mapping(write_mapping(tmp_path, {**mapping, "horizon": 5})))
     assert result.info.horizon == 5 and result.info.ordered
     assert list(result.frame[MACHINE].unique()) == ["all"] and len(result.frame) == 40
+
+
+def test_derived_columns_become_sensors_and_bad_results_are_quarantined(tmp_path: Path) -> None:
+    rows = make_rows()
+    cells = rows[6].split(",")
+    cells[6] = "0"  # rotational_speed 0: temperature / speed is not finite on line 8
+    rows[6] = ",".join(cells)
+    path = write_csv(tmp_path / "t.csv", rows)
+    derived = {"heat per turn": "temperature / rotational_speed", "double": "2 * `heat per turn`"}
+    result = load_tabular(mapping_for(path, derived_columns=derived))
+    assert result.info.sensors == (*FEATURES, "heat per turn", "double")
+    assert result.info.derived == tuple(derived.items())
+    [reject] = result.rejects.to_dict("records")
+    assert (reject["line"], reject["column"]) == (8, "heat per turn")
+    assert reject["reason"] == "temperature / rotational_speed is not a finite number"
+    frame = result.frame
+    np.testing.assert_allclose(
+        frame["heat per turn"], frame["temperature"] / frame["rotational_speed"]
+    )
+    np.testing.assert_allclose(frame["double"], 2 * frame["heat per turn"])
+    assert_canonical(result)
+    assert_accounting(result)
+
+
+@pytest.mark.parametrize(
+    ("derived", "problem"),
+    [
+        ({"power": "torque * rotational_speed"}, "unknown column 'torque'"),
+        ({"power": "rotational_speed *"}, "invalid expression"),
+        ({"vibration": "2 * temperature"}, "named under several keys"),
+        ({"cycle": "2 * temperature"}, "clashes with a canonical column name"),
+    ],
+)
+def test_a_bad_derived_column_fails_the_mapping_naming_it(
+    tmp_path: Path, derived: dict, problem: str
+) -> None:
+    data = {**MINIMAL, "feature_columns": FEATURES, "derived_columns": derived}
+    with pytest.raises(DataValidationError, match=re.escape(problem)) as caught:
+        load_mapping(write_mapping(tmp_path, data))
+    assert caught.value.source.endswith("mapping.yaml")
+    assert repr(next(iter(derived))) in str(caught.value)
+
+
+def test_a_file_column_named_like_a_derived_one_is_refused(tmp_path: Path) -> None:
+    rows = [f"{row},7.5" for row in make_rows()]
+    path = write_csv(tmp_path / "t.csv", rows, header=HEADER + ",power")
+    error = load_error(mapping_for(path, derived_columns={"power": "2 * vibration"}))
+    assert "column(s) ['power'] of the file are also declared in derived_columns" in str(error)
+    assert error.column == "power" and error.line == 1
 
 
 def test_mapping_unknown_key(tmp_path: Path) -> None:
