@@ -427,6 +427,10 @@ class Prediction(BaseModel):
     failure_probability: float = Field(description="P(failure within the horizon).")
     risk_level: RiskLevel
     rul: float | None = Field(description="Remaining useful life (steps); null without RUL.")
+    rul_lower: float | None = Field(
+        None, description="Lower end of the RUL prediction interval (model_info: its level)."
+    )
+    rul_upper: float | None = Field(None, description="Upper end of the RUL prediction interval.")
     anomaly_score: float | None = Field(description="Reconstruction error; null without one.")
     anomaly_alert: bool = Field(description="anomaly_score is above the alert threshold.")
     model_name: str
@@ -462,6 +466,9 @@ class ModelInfo(BaseModel):
     max_readings: int
     max_batch: int
     risk_thresholds: dict[str, float]
+    rul_interval_level: float | None = Field(
+        None, description="Nominal coverage of rul_lower..rul_upper (split-conformal)."
+    )
     anomaly_threshold: float | None
     test_metrics: dict[str, float]
     components: dict[str, str]

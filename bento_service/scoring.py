@@ -112,6 +112,8 @@ class ServedModel:
             probability.tolist(),
             scored["risk_level"].tolist(),
             scored["rul"].tolist(),
+            scored["rul_lower"].tolist(),
+            scored["rul_upper"].tolist(),
             scored["anomaly_score"].tolist(),
             scored["anomaly_alert"].tolist(),
             strict=True,
@@ -123,12 +125,14 @@ class ServedModel:
                 "failure_probability": p,
                 "risk_level": level,
                 "rul": r if math.isfinite(r) else None,
+                "rul_lower": low if math.isfinite(low) else None,
+                "rul_upper": high if math.isfinite(high) else None,
                 "anomaly_score": a if math.isfinite(a) else None,
                 "anomaly_alert": bool(alert),
                 "model_name": name,
                 "model_version": version,
             }
-            for machine_id, p, level, r, a, alert in rows
+            for machine_id, p, level, r, low, high, a, alert in rows
         ]
 
     def self_test(self) -> Prediction:
@@ -183,6 +187,7 @@ class ServedModel:
             max_readings=MAX_READINGS,
             max_batch=MAX_BATCH,
             risk_thresholds=dict(fleet.thresholds.__dict__),
+            rul_interval_level=fleet.rul_interval.level if fleet.rul_interval else None,
             anomaly_threshold=float(detector.extra["threshold"]) if detector else None,
             test_metrics={k: float(v) for k, v in metrics.items() if v == v},
             components={kind: c.name for kind, c in fleet.components.items()},

@@ -20,6 +20,7 @@ from pdm_core import metrics
 from pdm_core.features import FeatureState
 from pdm_core.models import training
 from pdm_core.models.data import ModelData, TrainingDataError, model_data
+from pdm_core.models.operating import choose_operating_values
 from pdm_core.models.trained import TrainedModel
 from pdm_core.models.training import EnsembleParams, Trainer, TrainingParams
 from pdm_resources.mlflow_tracking import MlflowTracking
@@ -75,22 +76,6 @@ def load_component(tracking: MlflowTracking, run_id: str) -> TrainedModel:
     tracking.activate()
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=COMPONENT_ARTIFACT)
     return TrainedModel.load(Path(local))
-
-
-def choose_operating_threshold(model: TrainedModel, data: ModelData) -> None:
-    """Calibrates a classifier on validation, then sets its F1-best operating threshold there.
-
-    Calibration (:mod:`pdm_core.models.calibration`) makes ``failure_probability`` a
-    probability that the risk levels can cut at fixed values; the threshold is chosen on the
-    calibrated scores.
-    """
-    if model.kind == "risk_classifier":
-        from pdm_core.models.calibration import fit_platt
-
-        raw = model.raw_probability(data.validation.X)
-        model.extra.update(fit_platt(raw, data.validation.label) or {})
-        score = model.predict(data.validation.X)
-        model.extra["threshold"] = metrics.best_f1_threshold(data.validation.label, score)
 
 
 def validation_metrics(model: TrainedModel, data: ModelData) -> dict[str, float]:
@@ -197,7 +182,7 @@ def train_candidate(
             )
         mlflow.log_params(model.params)
         _log_history(model.history)
-        choose_operating_threshold(model, data)
+        choose_operating_values(model, data)
         val = validation_metrics(model, data)
         mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if v == v})
         mlflow.log_dict({"features": model.features}, "features.json")

@@ -225,6 +225,7 @@ def risk_alerts(
             "risk_level": level,
             "failure_probability": _number(row["failure_probability"], 4),
             "rul": _number(row.get("rul"), 1),
+            "rul_interval": [_number(row.get("rul_lower"), 1), _number(row.get("rul_upper"), 1)],
             "anomaly_score": _number(row.get("anomaly_score"), 4),
             "cycle": int(row["cycle"]),
             "timestamp": None

@@ -34,19 +34,12 @@ if TYPE_CHECKING:
     from pdm_core.features import FeatureState
     from pdm_core.models.bundle import FleetModel
 
-SCORE_COLUMNS: tuple[str, ...] = (
-    "failure_probability",
-    "risk_level",
-    "rul",
-    "anomaly_score",
-    "anomaly_alert",
-)
 RISK_HISTORY_COLUMNS: tuple[str, ...] = (
     "batch_id",
     schema.MACHINE,
     schema.CYCLE,
     schema.TIMESTAMP,
-    *SCORE_COLUMNS,
+    *schema.SCORE_COLUMNS,
     "alert",
     "model_name",
     "model_version",
@@ -317,7 +310,7 @@ def _score_rows(model: FleetModel, frame: pd.DataFrame, scorable: np.ndarray) ->
             schema.MACHINE: filled[schema.MACHINE].astype(str).to_numpy()[scorable],
             schema.CYCLE: filled[schema.CYCLE].to_numpy(dtype=np.int64)[scorable],
             schema.TIMESTAMP: _timestamps(frame)[scorable],
-            **{c: scored[c] for c in SCORE_COLUMNS},
+            **{c: scored[c] for c in schema.SCORE_COLUMNS},
         }
     )
     high = model.alert_rule.mask(rows["risk_level"].to_numpy(), rows["rul"].to_numpy())

@@ -56,6 +56,18 @@ REJECT_COLUMNS: tuple[str, ...] = ("source", "line", "column", "value", "reason"
 offending column (``""`` for whole-line problems), raw value and a readable reason."""
 
 
+SCORE_COLUMNS: tuple[str, ...] = (
+    "failure_probability",
+    "risk_level",
+    "rul",
+    "rul_lower",
+    "rul_upper",
+    "anomaly_score",
+    "anomaly_alert",
+)
+"""What the fleet model answers for a reading: the service, live scoring and fleet health."""
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """Describes a canonical telemetry frame: which columns play which role.

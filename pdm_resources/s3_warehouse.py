@@ -36,21 +36,36 @@ def partition_object(column: str, key: str) -> str:
     return f"{column}={quote(key, safe='')}.parquet"
 
 
-def _arrow_table(rows: pd.DataFrame, schema: Any | None, where: str) -> Any:
+def _arrow_table(rows: pd.DataFrame, schema: Any | None) -> Any:
     """``rows`` as an Arrow table, cast to the table's existing ``schema`` when there is one.
 
     Columns the table has and ``rows`` lack become nulls (as DuckDB's ``insert by name``);
-    columns the table lacks are an error naming them.
+    columns the table lacks are appended with their own types, as the local warehouse adds
+    them: readers unify the partitions' schemas (:meth:`S3Warehouse.get_connection`).
     """
     import pyarrow as pa
 
     if schema is None:
         return pa.Table.from_pandas(rows, preserve_index=False)
     extra = [c for c in rows.columns if c not in schema.names]
-    if extra:
-        raise ValueError(f"{where}: columns {extra} are not in the table (has {schema.names})")
-    frame = rows.reindex(columns=schema.names)
-    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    known = pa.Table.from_pandas(
+        rows.reindex(columns=schema.names), schema=schema, preserve_index=False
+    )
+    if not extra:
+        return known
+    added = pa.Table.from_pandas(rows[extra], preserve_index=False)
+    for name in extra:
+        known = known.append_column(added.schema.field(name), added.column(name))
+    return known
+
+
+def _schema(paths: list[str], filesystem: Any) -> Any:
+    """The union of the objects' schemas (a later partition may add columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(path, filesystem=filesystem) for path in paths]
+    return pa.unify_schemas([s.remove_metadata() for s in schemas])
 
 
 class S3Warehouse(Warehouse):
@@ -86,7 +101,12 @@ class S3Warehouse(Warehouse):
                 paths = self._paths(table)
                 if not paths:
                     continue
-                dataset = ds.dataset(paths, filesystem=filesystem, format="parquet")
+                dataset = ds.dataset(
+                    paths,
+                    filesystem=filesystem,
+                    format="parquet",
+                    schema=_schema(paths, filesystem),
+                )
                 connection.register(f"_s3_{table}", dataset)
                 connection.execute(f'create view {SCHEMA}."{table}" as select * from "_s3_{table}"')
             yield connection
@@ -102,7 +122,7 @@ class S3Warehouse(Warehouse):
         target = f"{self.location.bucket}/{self.location.key(FOLDER, table, name)}"
         others = [path for path in self._paths(table) if path != target]
         schema = pq.read_schema(others[0], filesystem=filesystem) if others else None
-        data = _arrow_table(rows, schema, f"{SCHEMA}.{table} partition {key}")
+        data = _arrow_table(rows, schema)
         pq.write_table(data, target, filesystem=filesystem)
         return f"s3://{target}"
 

@@ -325,6 +325,7 @@ class LocalWarehouse(Warehouse):
                 connection.execute(
                     f"create table if not exists {target} as select * from _pdm_rows limit 0"
                 )
+                _add_new_columns(connection, target, "_pdm_rows")
                 connection.execute(f'delete from {target} where "{column}" = ?', [key])
                 connection.execute(f"insert into {target} by name select * from _pdm_rows")
                 connection.execute("commit")
@@ -334,6 +335,18 @@ class LocalWarehouse(Warehouse):
             finally:
                 connection.unregister("_pdm_rows")
         return target
+
+
+def _add_new_columns(connection: duckdb.DuckDBPyConnection, target: str, rows: str) -> None:
+    """Adds the columns ``rows`` has and the table lacks (earlier partitions read null there).
+
+    A partitioned table outlives code changes: a new output column must not stop the next
+    batch from landing in a warehouse written by the previous release.
+    """
+    existing = {name for name, *_ in connection.execute(f"describe {target}").fetchall()}
+    for name, kind, *_ in connection.execute(f"describe {rows}").fetchall():
+        if name not in existing:
+            connection.execute(f'alter table {target} add column "{name}" {kind}')
 
 
 class ReplacingPandasTypeHandler(DuckDBPandasTypeHandler):

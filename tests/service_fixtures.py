@@ -16,6 +16,7 @@ import pandas as pd
 
 from pdm_core.features import FeatureState
 from pdm_core.models.bundle import FleetModel, make_example
+from pdm_core.models.operating import choose_operating_values
 from pdm_core.models.training import (
     TrainingParams,
     train_anomaly_detector_keras,
@@ -55,6 +56,8 @@ def build_served_fleet(directory: Path) -> ServedFleet:
         "rul_regressor": train_rul_regressor_sklearn(fleet.data, params),
         "anomaly_detector": train_anomaly_detector_keras(fleet.data, params),
     }
+    for component in components.values():  # as the pipeline's candidates: on validation
+        choose_operating_values(component, fleet.data)
     model = FleetModel(
         fleet.state, components, info={"data_version": "test-data-v1", "horizon": config.horizon}
     )

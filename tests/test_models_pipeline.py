@@ -184,6 +184,15 @@ def test_evaluation_metadata_has_plots_and_fleet_health_is_ranked(history: dict)
     assert len(health) == 16 and list(health["rank"]) == list(range(1, 17))
     assert health["failure_probability"].is_monotonic_decreasing
     assert set(health["risk_level"]) <= {"LOW", "MEDIUM", "HIGH", "CRITICAL"}
+    # Every RUL answer carries its interval, and the interval holds the answer.
+    assert (health["rul_lower"] <= health["rul"]).all() and (
+        health["rul"] <= health["rul_upper"]
+    ).all()
+    evaluation = good.output_for_node("model_evaluation")
+    for name in ("rul_regressor_keras", "rul_regressor_sklearn", "rul_regressor_ensemble"):
+        test = evaluation[name]["test"]
+        assert test["interval_level"] == 0.9, name
+        assert 0.0 <= test["interval_coverage"] <= 1.0 and test["interval_mean_width"] > 0, test
 
 
 def test_rollback_restores_an_earlier_version(history: dict, store: dict) -> None:

@@ -134,6 +134,9 @@ def test_service_predictions_equal_the_pipeline_rows(service: Service) -> None:
         assert got["rul"] == pytest.approx(want["rul"], abs=rul_abs)
         assert got["anomaly_score"] == pytest.approx(want["anomaly_score"], abs=1e-5)
         assert got["risk_level"] == want["risk_level"]
+        for bound in ("rul_lower", "rul_upper"):
+            assert got[bound] == pytest.approx(want[bound], abs=rul_abs)
+        assert got["rul_lower"] <= got["rul"] <= got["rul_upper"]
 
 
 def test_batch_scores_many_machines_in_request_order(service: Service) -> None:
@@ -415,6 +418,7 @@ def test_model_info(service: Service) -> None:
     assert info["derived_sensors"] == {"electrical_load": "motor_current * rotational_speed / 1000"}
     assert info["window_length"] == state.window_length
     assert info["risk_thresholds"] == {"medium": 0.2, "high": 0.5, "critical": 0.8}
+    assert info["rul_interval_level"] == 0.9
     assert info["anomaly_threshold"] > 0
     assert set(info["components"]) == {"risk_classifier", "rul_regressor", "anomaly_detector"}
 

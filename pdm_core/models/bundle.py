@@ -18,6 +18,7 @@ import numpy as np
 from pdm_core import schema
 from pdm_core.alerts import RiskAlertRule
 from pdm_core.features import FeatureState, compute_window_features
+from pdm_core.models.rul_interval import RulInterval
 from pdm_core.models.trained import TrainedModel
 
 if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
@@ -26,7 +27,6 @@ if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
 RISK_LEVELS = schema.RISK_LEVELS
 COMPONENTS = ("risk_classifier", "rul_regressor", "anomaly_detector")
 REFERENCE_FILE = "drift_reference.parquet"
-OUTPUT_COLUMNS = ("failure_probability", "risk_level", "rul", "anomaly_score", "anomaly_alert")
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,14 @@ class FleetModel:
         return RiskAlertRule.for_horizon(self.horizon)
 
     @property
+    def rul_interval(self) -> RulInterval | None:
+        """The RUL regressor's prediction interval, where it has one."""
+        regressor = self.components.get("rul_regressor")
+        if regressor is None or "rul_interval" not in regressor.extra:
+            return None
+        return RulInterval.from_dict(regressor.extra["rul_interval"])
+
+    @property
     def features(self) -> list[str]:
         """Feature columns the components read."""
         return self.components["risk_classifier"].features
@@ -88,8 +96,8 @@ class FleetModel:
         """Scores feature rows (output of ``compute_features``).
 
         Returns:
-            One row per input row with :data:`OUTPUT_COLUMNS` (``rul`` and anomaly columns are
-            NaN / False when the bundle has no such component).
+            One row per input row with :data:`pdm_core.schema.SCORE_COLUMNS` (``rul`` and
+            anomaly columns are NaN / False when the bundle has no such component).
         """
         missing = [c for c in self.features if c not in features.columns]
         if missing:
@@ -102,8 +110,8 @@ class FleetModel:
         """Scores a feature matrix (columns in :attr:`features` order), without pandas.
 
         Returns:
-            :data:`OUTPUT_COLUMNS` -> one value per row (``rul`` and anomaly values are NaN /
-            False when the bundle has no such component).
+            :data:`pdm_core.schema.SCORE_COLUMNS` -> one value per row (``rul`` and anomaly
+            values are NaN / False when the bundle has no such component).
         """
         X = np.asarray(X, dtype=np.float32)
         probability = self.components["risk_classifier"].predict(X)
@@ -113,6 +121,8 @@ class FleetModel:
             if "rul_regressor" in self.components
             else np.full(n, np.nan)
         )
+        interval = self.rul_interval
+        low, high = interval.bounds(rul) if interval else (np.full(n, np.nan),) * 2
         detector = self.components.get("anomaly_detector")
         score = detector.predict(X) if detector else np.full(n, np.nan)
         alert = score > detector.extra["threshold"] if detector else np.zeros(n, dtype=bool)
@@ -120,6 +130,8 @@ class FleetModel:
             "failure_probability": probability,
             "risk_level": self.thresholds.level(probability),
             "rul": rul,
+            "rul_lower": low,
+            "rul_upper": high,
             "anomaly_score": score,
             "anomaly_alert": alert,
         }

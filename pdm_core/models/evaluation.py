@@ -7,6 +7,7 @@ import pandas as pd
 
 from pdm_core import metrics, schema
 from pdm_core.models.data import SplitData
+from pdm_core.models.rul_interval import RulInterval, interval_metrics
 from pdm_core.models.trained import TrainedModel
 
 
@@ -52,6 +53,9 @@ def evaluate_component(
         result = metrics.rul_metrics(true, score[rows])
         result["all_rows_rmse"] = metrics.rul_metrics(np.minimum(split.rul, cap), score)["rmse"]
         result["scored_rows"] = float(len(rows))
+        if "rul_interval" in model.extra:
+            interval = RulInterval.from_dict(model.extra["rul_interval"])
+            result.update(interval_metrics(interval, score[rows], true))
         units = split.keys[schema.MACHINE].to_numpy()[rows]
         return result, plots.rul_plots(true, score[rows], units)
     frame = pd.DataFrame(

@@ -51,7 +51,8 @@ class TrainedModel:
         params: Hyperparameters (logged to MLflow).
         history: Per-epoch metrics (Keras) or iteration scores (scikit-learn).
         extra: Kind-specific values: ``threshold`` (classifier operating point, anomaly alert
-            threshold), ``rul_cap``, a classifier's calibration (:mod:`.calibration`).
+            threshold), ``rul_cap``, a classifier's calibration (:mod:`.calibration`), a RUL
+            regressor's prediction interval (``rul_interval``, :mod:`.rul_interval`).
     """
 
     kind: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import dagster as dg
@@ -90,8 +91,27 @@ def test_later_partitions_take_the_table_schema(location: S3Location) -> None:
             "select batch_id, count(label), count(temp) from pdm.landed group by 1 order by 1"
         ).fetchall()
     assert rows == [("b-1", 3, 3), ("b-2", 0, 0)]
-    with pytest.raises(ValueError, match=r"pdm.landed partition b-3: columns \['extra'\]"):
-        warehouse.replace_partition("landed", "batch_id", "b-3", batch("b-3").assign(extra=1))
+
+
+@pytest.mark.parametrize("kind", ["s3", "local"])
+def test_a_new_column_joins_the_table_and_earlier_partitions_read_null(
+    kind: str, location: S3Location, tmp_path: Path
+) -> None:
+    """A release that adds an output column keeps landing into the previous release's table."""
+    warehouse = (
+        S3Warehouse(location=location)
+        if kind == "s3"
+        else LocalWarehouse(database=str(tmp_path / "w.duckdb"))
+    )
+    warehouse.replace_partition("landed", "batch_id", "b-1", batch("b-1"))
+    warehouse.replace_partition("landed", "batch_id", "b-2", batch("b-2").assign(extra=2.5))
+    warehouse.replace_partition("landed", "batch_id", "b-3", batch("b-3"))
+    with warehouse.get_connection() as connection:
+        rows = connection.execute(
+            "select batch_id, count(extra), sum(extra), count(temp) from pdm.landed "
+            "group by 1 order by 1"
+        ).fetchall()
+    assert rows == [("b-1", 0, None, 3), ("b-2", 3, 7.5, 3), ("b-3", 0, None, 3)]
 
 
 def test_parquet_io_manager_round_trip_and_replacement(location: S3Location) -> None:
