@@ -130,6 +130,12 @@ def parse_derived(
     return tuple(parsed)
 
 
+def measured_columns(columns: Sequence[str], declared: Sequence[tuple[str, str]]) -> list[str]:
+    """The columns that are not derived (what a reading carries), in their order."""
+    names = {name for name, _ in declared}
+    return [c for c in columns if c not in names]
+
+
 def evaluate(
     derived: Sequence[DerivedColumn], values: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:

@@ -40,7 +40,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pdm_core import schema
-from pdm_core.derived import DerivedColumn, evaluate, parse_derived, raw_inputs
+from pdm_core.derived import (
+    DerivedColumn,
+    evaluate,
+    measured_columns,
+    parse_derived,
+    raw_inputs,
+)
 from pdm_core.rolling import STATS, Groups, LastWindows, TrailingWindows
 
 if TYPE_CHECKING:  # pandas stays out of the service's workers (cold start)
@@ -134,9 +140,8 @@ class FeatureState:
         """The derived sensors, compiled (their inputs may include dropped sensors)."""
         if not self.derived:
             return ()
-        names = {name for name, _ in self.derived}
-        measured = [s for s in (*self.sensors, *self.dropped_sensors) if s not in names]
-        return parse_derived(self.derived, measured)
+        known = measured_columns((*self.sensors, *self.dropped_sensors), self.derived)
+        return parse_derived(self.derived, known)
 
     @cached_property
     def input_sensors(self) -> tuple[str, ...]:
@@ -275,11 +280,10 @@ def fit_feature_state(
     train = frame if train_mask is None else frame.loc[np.asarray(train_mask, dtype=bool)]
     if train.empty:
         raise FeatureInputError("no training rows to fit the features on")
-    derived = {name for name, _ in info.derived}
-    measured = [s for s in info.sensors if s not in derived]
-    _check_columns(train, measured, "training telemetry")
-    columns = {s: train[s].to_numpy(dtype=np.float64) for s in measured}
-    columns.update(evaluate(parse_derived(info.derived, measured), columns))
+    carried = measured_columns(info.sensors, info.derived)
+    _check_columns(train, carried, "training telemetry")
+    columns = {s: train[s].to_numpy(dtype=np.float64) for s in carried}
+    columns.update(evaluate(parse_derived(info.derived, carried), columns))
     values = np.column_stack([columns[s] for s in info.sensors])
     mean = values.mean(axis=0)
     std = values.std(axis=0)

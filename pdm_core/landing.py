@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pdm_core import schema
-from pdm_core.derived import evaluate_checked, parse_derived
+from pdm_core.derived import evaluate_checked, measured_columns, parse_derived
 from pdm_core.errors import DataValidationError
 from pdm_core.loaders._text import clip
 
@@ -121,8 +121,7 @@ class LandingContract:
     @property
     def measured(self) -> tuple[str, ...]:
         """The sensors a file carries (derived ones are computed on landing, never sent)."""
-        derived = {name for name, _ in self.derived}
-        return tuple(s for s in self.sensors if s not in derived)
+        return tuple(measured_columns(self.sensors, self.derived))
 
     @property
     def required(self) -> tuple[str, ...]:
