@@ -59,7 +59,8 @@ class EnsembleSettings(TrainingSettings):
     member_stats: list[str] = Field(
         ["mean", "slope"], description="Window statistics the members read; [] reads all."
     )
-    network_weight: float = Field(0.5, description="Network's weight in the average (0-1).")
+    network_weight: float = Field(0.5, description="Networks' weight in the average (0-1).")
+    network_members: int = Field(3, description="Networks (different seeds) sharing the weight.")
 
     def params(self) -> EnsembleParams:
         """As :class:`EnsembleParams`."""

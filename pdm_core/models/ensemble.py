@@ -138,7 +138,16 @@ class AveragedRegressor(TrainedModel):
             params: Hyperparameters to log (default: the members', prefixed by their names).
             extra: Operating values (default: the first member's ``rul_cap``).
         """
-        history = {f"{m.name}_{k}": v for m in members for k, v in m.history.items()}
+        names = [m.name for m in members]
+        labels = [
+            n if names.count(n) == 1 else f"{n}{names[:i].count(n) + 1}"
+            for i, n in enumerate(names)
+        ]
+        history = {
+            f"{label}_{k}": v
+            for label, m in zip(labels, members, strict=True)
+            for k, v in m.history.items()
+        }
         if params is None:
             params = {f"{m.name}.{k}": v for m in members for k, v in m.params.items()}
         return cls(

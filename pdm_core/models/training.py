@@ -9,7 +9,7 @@ log and to MLflow step metrics).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -286,7 +286,11 @@ class EnsembleParams(TrainingParams):
     Attributes:
         member_stats: Window statistics the members read (other columns are always read);
             empty: every column.
-        network_weight: Weight of the network in the average; the boosting member gets the rest.
+        network_weight: Weight of the networks in the average; the boosting member gets the
+            rest.
+        network_members: Networks trained with different seeds (``seed``, ``seed + 1000``,
+            ...) that share the network weight equally: averaging them removes most of one
+            network's seed-to-seed spread.
     """
 
     epochs: int = 100
@@ -294,6 +298,7 @@ class EnsembleParams(TrainingParams):
     hidden: tuple[int, ...] = (128, 64)
     member_stats: tuple[str, ...] = ("mean", "slope")
     network_weight: float = 0.5
+    network_members: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict for MLflow params."""
@@ -321,6 +326,8 @@ def train_rul_regressor_ensemble(
         raise TypeError(f"the averaged RUL regressor needs EnsembleParams, got {type(params)}")
     if not 0.0 <= params.network_weight <= 1.0:
         raise ValueError(f"network_weight must be in [0, 1], got {params.network_weight}")
+    if params.network_members < 1:
+        raise ValueError(f"network_members must be >= 1, got {params.network_members}")
     if not data.has_rul:
         raise TrainingDataError("the training set has no RUL labels; no RUL model can be trained")
     columns = member_columns(data.features, params.member_stats or None)
@@ -333,15 +340,19 @@ def train_rul_regressor_ensemble(
     )
     shared = params.shared()
     boosting = train_rul_regressor_sklearn(sub, shared)
-    network = train_rul_regressor_keras(sub, shared, on_epoch)
+    networks = [
+        train_rul_regressor_keras(sub, replace(shared, seed=shared.seed + 1000 * k), on_epoch)
+        for k in range(params.network_members)
+    ]
+    share = params.network_weight / len(networks)
     return AveragedRegressor.average(
-        [boosting, network],
-        [1.0 - params.network_weight, params.network_weight],
+        [boosting, *networks],
+        [1.0 - params.network_weight, *(share for _ in networks)],
         list(data.features),
         params={
             **params.to_dict(),
             "member_features": len(columns),
             "boosting_iterations_run": boosting.params["iterations_run"],
-            "network_epochs_run": len(network.history.get("loss", [])),
+            "network_epochs_run": ",".join(str(len(n.history.get("loss", []))) for n in networks),
         },
     )

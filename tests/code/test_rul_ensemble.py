@@ -28,8 +28,9 @@ pytest.importorskip("keras")
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = EnsembleParams(
-    seed=3, epochs=4, boosting_iterations=40, hidden=(16, 8), network_weight=0.4
-)
+    seed=3, epochs=4, boosting_iterations=40, hidden=(16, 8), network_weight=0.4,
+    network_members=2,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,13 @@ def test_members_read_their_subset_and_the_component_reads_all_columns(
     assert ensemble.name == "rul_regressor_ensemble"
     assert ensemble.features == fleet.data.features
     frameworks = [m.framework for m in ensemble.members]
-    assert frameworks == ["sklearn", "keras"]
-    assert ensemble.weights == pytest.approx((0.6, 0.4))
+    assert frameworks == ["sklearn", "keras", "keras"]
+    assert ensemble.weights == pytest.approx((0.6, 0.2, 0.2))
+    # Two networks from two seeds: the same shape, other weights, each its own history.
+    first, second = ensemble.members[1:]
+    X = fleet.data.test.X[:, member_columns(fleet.data.features, ("mean", "slope"))]
+    assert not np.allclose(first.predict(X), second.predict(X))
+    assert {"rul_regressor_keras1_loss", "rul_regressor_keras2_loss"} <= set(ensemble.history)
     for member in ensemble.members:
         assert not any("__std_w" in f or "__max_w" in f for f in member.features)
         assert any("__slope_w" in f for f in member.features)
@@ -75,9 +81,9 @@ def test_prediction_is_the_weighted_mean_of_the_members(
     fleet: Fleet, ensemble: AveragedRegressor
 ) -> None:
     rows = pd.DataFrame(fleet.data.test.X, columns=fleet.data.features)
-    boosting, network = ensemble.members
-    expected = 0.6 * boosting.predict(rows[boosting.features].to_numpy()) + 0.4 * network.predict(
-        rows[network.features].to_numpy()
+    boosting, *networks = ensemble.members
+    expected = 0.6 * boosting.predict(rows[boosting.features].to_numpy()) + sum(
+        0.2 * network.predict(rows[network.features].to_numpy()) for network in networks
     )
     got = ensemble.predict(rows.to_numpy())
     np.testing.assert_allclose(got, np.clip(expected, 0, 125.0), rtol=0, atol=1e-9)
@@ -89,7 +95,7 @@ def test_prediction_is_the_weighted_mean_of_the_members(
 def test_save_load_round_trip(fleet: Fleet, ensemble: AveragedRegressor, tmp_path: Path) -> None:
     ensemble.save(tmp_path / "c")
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
-    assert meta["framework"] == "ensemble" and meta["weights"] == pytest.approx([0.6, 0.4])
+    assert meta["framework"] == "ensemble" and meta["weights"] == pytest.approx([0.6, 0.2, 0.2])
     assert (tmp_path / "c" / "members" / "1_rul_regressor_keras" / "dense.npz").exists()
     loaded = TrainedModel.load(tmp_path / "c")
     assert isinstance(loaded, AveragedRegressor)
@@ -141,10 +147,12 @@ def test_serving_load_needs_no_tensorflow_and_agrees(
 def test_bad_weights_and_members_are_refused(ensemble: AveragedRegressor) -> None:
     members, features = ensemble.members, ensemble.features
     with pytest.raises(ValueError, match="sum to 1"):
-        AveragedRegressor.average(members, [0.7, 0.7], features)
+        AveragedRegressor.average(members, [0.7, 0.7, 0.7], features)
     with pytest.raises(ValueError, match="weights"):
         AveragedRegressor.average(members, [1.0], features)
     with pytest.raises(ValueError, match="unknown columns"):
-        AveragedRegressor.average(members, [0.5, 0.5], features[:3])
+        AveragedRegressor.average(members, [0.5, 0.25, 0.25], features[:3])
     with pytest.raises(ValueError, match="network_weight"):
         train_rul_regressor_ensemble(None, EnsembleParams(network_weight=1.5))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="network_members"):
+        train_rul_regressor_ensemble(None, EnsembleParams(network_members=0))  # type: ignore[arg-type]
