@@ -13,7 +13,6 @@ test engine is scored. Prints each count's mean and spread over the seeds.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from dataclasses import replace
@@ -23,38 +22,31 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.select_rul_ensemble import build_data, score, truncation_rows  # noqa: E402
+from benchmarks.select_rul_ensemble import (  # noqa: E402
+    build_data,
+    member_data,
+    score,
+    selection_parser,
+    truncation_rows,
+)
 
 COUNTS = (1, 3, 5)
 
 
 def main() -> None:
     """Command-line entry point."""
-    from pdm_core.models.ensemble import member_columns
     from pdm_core.models.training import (
         EnsembleParams,
         train_rul_regressor_keras,
         train_rul_regressor_sklearn,
     )
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cmapss")
-    parser.add_argument("--subset", default="FD001")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    args = parser.parse_args()
-
+    args = selection_parser(__doc__).parse_args()
     data, _ = build_data(args.data, args.subset, age=True)
     truth = np.minimum(data.validation.rul, 125.0)
-    rows = truncation_rows(data.validation.keys, 20)
+    rows = truncation_rows(data.validation.keys, args.cuts)
     defaults = EnsembleParams()
-    columns = member_columns(data.features, defaults.member_stats)
-    sub = replace(
-        data,
-        features=[data.features[i] for i in columns],
-        train=replace(data.train, X=data.train.X[:, columns]),
-        validation=replace(data.validation, X=data.validation.X[:, columns]),
-        test=replace(data.test, X=data.test.X[:, :0]),  # never scored here
-    )
+    sub = member_data(data, defaults.member_stats)
     results: dict[int, list[dict[str, float]]] = {}
     for seed in args.seeds:
         shared = replace(defaults, seed=seed).shared()

@@ -83,21 +83,39 @@ def score(truth: np.ndarray, pred: np.ndarray, rows: np.ndarray) -> dict[str, fl
     }
 
 
+def selection_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every validation-only selection script takes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cmapss")
+    parser.add_argument("--subset", default="FD001")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--cuts", type=int, default=20)
+    return parser
+
+
+def member_data(data, stats: tuple[str, ...] | None):  # type: ignore[no-untyped-def]
+    """The model data restricted to a member's columns; the test matrices are emptied."""
+    from pdm_core.models.ensemble import member_columns
+
+    columns = member_columns(data.features, stats)
+    return replace(
+        data,
+        features=[data.features[i] for i in columns],
+        train=replace(data.train, X=data.train.X[:, columns]),
+        validation=replace(data.validation, X=data.validation.X[:, columns]),
+        test=replace(data.test, X=data.test.X[:, :0]),  # never scored here
+    )
+
+
 def main() -> None:
     """Command-line entry point."""
-    from pdm_core.models.ensemble import member_columns
     from pdm_core.models.training import (
         TrainingParams,
         train_rul_regressor_keras,
         train_rul_regressor_sklearn,
     )
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cmapss")
-    parser.add_argument("--subset", default="FD001")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--cuts", type=int, default=20)
-    args = parser.parse_args()
+    args = selection_parser(__doc__).parse_args()
 
     stats_options = {"all": None, "mean+slope": ("mean", "slope")}
     mlps = {
@@ -113,14 +131,7 @@ def main() -> None:
         print(f"age={age}: {len(data.train)} train rows, {len(data.validation)} validation rows "
               f"of {engines} engines, {len(rows)} cut points", flush=True)  # fmt: skip
         for stats_name, stats in stats_options.items():
-            columns = member_columns(data.features, stats)
-            sub = replace(
-                data,
-                features=[data.features[i] for i in columns],
-                train=replace(data.train, X=data.train.X[:, columns]),
-                validation=replace(data.validation, X=data.validation.X[:, columns]),
-                test=replace(data.test, X=data.test.X[:, :0]),  # never scored here
-            )
+            sub = member_data(data, stats)
             for seed in args.seeds:
                 started = time.perf_counter()
                 hgb = train_rul_regressor_sklearn(sub, TrainingParams(seed=seed))
