@@ -317,7 +317,8 @@ def _typed_rows(
         for column in derived:
             reason = f"{column.expression} is not a finite number"
             flag(broken[column.name], column.name, reason, values[column.name])
-        sensors = {c: {**sensors, **values}[c] for c in contract.numeric}
+        sensors.update(values)
+        sensors = {c: sensors[c] for c in contract.numeric}  # the table's column order
     optional = {}
     for column in (schema.TIME_SINCE_MAINTENANCE, schema.RUL, schema.LABEL):
         if column in columns:
