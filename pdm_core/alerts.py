@@ -109,13 +109,14 @@ def drift_dedup_key(report_data_version: str) -> str:
     return f"drift-{report_data_version}"
 
 
-def high_risk_dedup_key(machine_id: str | int, level: str, day: str) -> str:
-    """Dedup key of a high-risk alert: one per machine, risk level and day.
+def high_risk_dedup_key(machine_id: str | int, level: str, day: str, imminent: bool = False) -> str:
+    """Dedup key of a high-risk alert: one per machine, risk level, urgency and day.
 
     A machine that stays HIGH all day raises one alert; a rise to CRITICAL raises another,
-    and so does the next day at the same level (someone should look again).
+    so does a predicted failure turning imminent (:class:`RiskAlertRule`), and so does the
+    next day at the same level (someone should look again).
     """
-    return f"high-risk-{machine_id}-{level}-{day}"
+    return f"high-risk-{machine_id}-{level}-{day}" + ("-imminent" if imminent else "")
 
 
 def check_failed_dedup_key(storage_id: int, run_id: str | None = None) -> str:
@@ -133,7 +134,7 @@ def check_failed_dedup_key(storage_id: int, run_id: str | None = None) -> str:
 
 
 RISK_ALERT_LEVELS: tuple[str, ...] = ("HIGH", "CRITICAL")
-ALERT_RUL_SHARE = 2 / 3
+ALERT_RUL_SHARE = 5 / 6
 """Share of the label horizon within which the predicted remaining life must fall for a
 HIGH/CRITICAL reading to raise an alert (:class:`RiskAlertRule`).
 
@@ -141,6 +142,13 @@ Chosen on a validation feed (another seed than the benchmark's, ``python
 benchmarks/select_alert_rule.py``): the largest warned share whose precision stays >= 0.8 and
 median lead >= half the horizon. Without the gate a machine that turns HIGH well before the
 horizon raises its alert too early: one alert, judged false, and none inside the horizon."""
+
+IMMINENT_RUL_SHARE = 1 / 2
+"""Share of the label horizon below which a predicted failure counts as imminent: an alert
+already raised for the machine's level that day is raised again, once, as imminent
+(:meth:`RiskAlertRule.imminent`). Chosen with :data:`ALERT_RUL_SHARE` on the same validation
+feed. A machine whose risk turned HIGH early would otherwise stay silent for the rest of the
+day, however close its predicted failure comes."""
 
 
 @dataclass(frozen=True)
@@ -152,20 +160,44 @@ class RiskAlertRule:
     within the horizon; the RUL gate says it is near enough to act on now. A reading without a
     RUL (a model with no regressor) is judged on its level alone, as is every reading when
     ``max_rul`` is None.
+
+    An alerting reading whose RUL is at most ``imminent_rul`` is *imminent*: it escalates,
+    raising one more alert for its machine, level and day (:func:`high_risk_dedup_key`).
     """
 
     max_rul: float | None = None
+    imminent_rul: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_rul is not None and not self.max_rul > 0:
-            raise ValueError(f"max_rul must be positive or None, got {self.max_rul!r}")
+        for name in ("max_rul", "imminent_rul"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive or None, got {value!r}")
 
     @classmethod
-    def for_horizon(cls, horizon: float | None, share: float = ALERT_RUL_SHARE) -> RiskAlertRule:
-        """The rule for a model whose label horizon is ``horizon`` readings (None: no gate)."""
-        if not 0 < share <= 1:
-            raise ValueError(f"the RUL share of the horizon must be in (0, 1], got {share!r}")
-        return cls(None if not horizon else share * float(horizon))
+    def for_horizon(
+        cls,
+        horizon: float | None,
+        share: float = ALERT_RUL_SHARE,
+        imminent_share: float | None = IMMINENT_RUL_SHARE,
+    ) -> RiskAlertRule:
+        """The rule for a model whose label horizon is ``horizon`` readings.
+
+        ``horizon`` None: no gate and no escalation; ``imminent_share`` None: no escalation.
+        """
+        for name, value in (("RUL", share), ("imminent RUL", imminent_share)):
+            if value is not None and not 0 < value <= 1:
+                raise ValueError(
+                    f"the {name} share of the horizon must be in (0, 1], got {value!r}"
+                )
+        if not horizon:
+            return cls()
+        imminent = None if imminent_share is None else imminent_share * float(horizon)
+        return cls(share * float(horizon), imminent)
+
+    def imminent(self, rul: float | None) -> bool:
+        """Whether an alerting reading's predicted RUL makes its failure imminent."""
+        return self.imminent_rul is not None and rul is not None and rul <= self.imminent_rul
 
     def mask(self, levels: Any, rul: Any) -> Any:
         """Vectorised :meth:`raises` over arrays of levels and RULs (numpy boolean array)."""
@@ -206,7 +238,8 @@ def risk_alerts(
 
     A reading that ``rule`` says raises a high-risk alert (HIGH or CRITICAL risk, RUL within
     the rule's gate) raises one per machine, level and day (the reading's day; ``today`` where
-    a reading has no timestamp), an anomaly one per machine and day. Each alert names the
+    a reading has no timestamp) and one more when its failure turns imminent; an anomaly one
+    per machine and day. Each alert names the
     reading that triggered it: machine, cycle, timestamp, probability, RUL and model version.
 
     Args:
@@ -233,14 +266,17 @@ def risk_alerts(
             else str(row["timestamp"]),
             "model_version": str(row["model_version"]),
         }
-        if rule.raises(level, _number(row.get("rul"), 9)):
-            key = high_risk_dedup_key(machine, level, day)
+        rul = _number(row.get("rul"), 9)
+        if rule.raises(level, rul):
+            imminent = rule.imminent(rul)
+            key = high_risk_dedup_key(machine, level, day, imminent)
+            soon = f", failure expected within {rul:.0f} readings" if imminent else ""
             found.setdefault(key, Alert(
                 kind="high_risk",
                 severity="critical" if level == "CRITICAL" else "warning",
                 title=f"Machine {machine}: {level} failure risk "
-                f"({float(row['failure_probability']):.0%})",
-                details=details, dedup_key=key,
+                f"({float(row['failure_probability']):.0%}){soon}",
+                details={**details, "imminent": imminent}, dedup_key=key,
             ))  # fmt: skip
         if bool(row.get("anomaly_alert")):
             key = f"anomaly-{machine}-{day}"

@@ -19,7 +19,8 @@ Readings that cannot be scored are returned with their reason, never dropped in 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -247,7 +248,9 @@ def score_batch(
     scorable = new & ~short & ~spoiled
     rows = pd.DataFrame(columns=list(RISK_HISTORY_COLUMNS))
     if scorable.any():
-        rows = _score_rows(model, frame, scorable).assign(
+        with single_blas_thread():
+            scored = _score_rows(model, frame, scorable)
+        rows = scored.assign(
             batch_id=batch_id, model_name=model_name, model_version=str(model_version),
             scored_at=now,
         )[list(RISK_HISTORY_COLUMNS)]  # fmt: skip
@@ -256,6 +259,23 @@ def score_batch(
         pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=list(SKIP_COLUMNS))
     )
     return LiveScores(rows=rows, skipped=skipped_rows, rule=model.alert_rule)
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """Holds BLAS and OpenMP pools to one thread while a batch is scored.
+
+    Scoring is a chain of small matrix products over a batch's few thousand rows: one process
+    scores as fast on one thread as on two (about 80,000 readings/s here either way), but two
+    processes that score at once (two ingestion runs, or ``machine_risk`` beside
+    ``drift_report`` under the multiprocess executor) each start a thread per core and then
+    wait on each other: 6x slower together than one alone, measured on this 2-core machine
+    (``make bench-live``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
 
 
 def _numeric_inputs(state: FeatureState) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 
 from pdm_assets.jobs import PIPELINE_SELECTION
 from pdm_assets.models import CANDIDATES
-from pdm_core.alerts import ALERT_RUL_SHARE, RiskAlertRule
+from pdm_core.alerts import ALERT_RUL_SHARE, RiskAlertRule, high_risk_dedup_key
 from pdm_core.feed import FeedConfig, batch_frame
 from pdm_core.landing import batch_id, write_batch
 from pdm_core.names import LANDED_AT_TAG
@@ -128,7 +128,9 @@ def test_high_risk_scores_raise_one_alert_per_machine_level_and_day(home: dict) 
 
     def keys(rows: pd.DataFrame) -> set[str]:
         return {
-            f"high-risk-{row.machine_id}-{row.risk_level}-{str(row.timestamp)[:10]}"
+            high_risk_dedup_key(
+                row.machine_id, row.risk_level, str(row.timestamp)[:10], rule.imminent(row.rul)
+            )
             for row in rows.itertuples(index=False)
         }
 

@@ -181,7 +181,14 @@ def test_risk_alert_rule_gates_high_levels_on_predicted_rul() -> None:
     assert ungated.max_rul is None and ungated.raises("HIGH", 1e9)
 
 
-@pytest.mark.parametrize("kwargs", [{"horizon": 30, "share": 0.0}, {"horizon": 30, "share": 1.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"horizon": 30, "share": 0.0},
+        {"horizon": 30, "share": 1.5},
+        {"horizon": 30, "imminent_share": 0.0},
+    ],
+)
 def test_risk_alert_rule_rejects_a_share_outside_the_horizon(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="share"):
         RiskAlertRule.for_horizon(**kwargs)
@@ -201,6 +208,24 @@ def test_risk_alerts_follow_the_rule_once_per_machine_level_and_day() -> None:
     assert found[0].details["rul"] == 18.0 and found[0].details["model_version"] == "3"
     assert len(risk_alerts(rows, "2026-01-02")) == 2  # ungated: the first HIGH is cycle 1
     assert risk_alerts(rows, "2026-01-02")[0].details["cycle"] == 1
+
+
+def test_an_imminent_failure_escalates_once_per_machine_level_and_day() -> None:
+    rule = RiskAlertRule.for_horizon(30, share=2 / 3, imminent_share=1 / 3)
+    assert rule.imminent_rul == pytest.approx(10.0)
+    assert rule.imminent(10.0) and not rule.imminent(10.5) and not rule.imminent(None)
+    rows = [
+        scored(1, "CRITICAL", 19.0),  # alerts: inside the gate, not yet imminent
+        scored(2, "CRITICAL", 14.0),  # same machine, level and day: deduplicated
+        scored(3, "CRITICAL", 9.0),  # turns imminent: one more alert
+        scored(4, "CRITICAL", 4.0),  # still imminent: deduplicated
+    ]
+    found = risk_alerts(rows, "2026-01-02", rule)
+    assert [(a.details["cycle"], a.details["imminent"]) for a in found] == [(1, False), (3, True)]
+    assert found[1].dedup_key == high_risk_dedup_key("M1", "CRITICAL", "2026-01-02", True)
+    assert "failure expected within 9 readings" in found[1].title
+    assert len(risk_alerts(rows, "2026-01-02", RiskAlertRule(max_rul=20.0))) == 1  # no escalation
+    assert RiskAlertRule.for_horizon(30, imminent_share=None).imminent_rul is None
 
 
 # ---------------------------------------------------------------------- sink
